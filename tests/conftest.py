@@ -1,0 +1,105 @@
+"""Shared fixtures: the portal replica (HTTP(S) forward proxy), a real moto S3
+server over HTTP, and end-to-end crawls run through the ``newsarchive`` CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PORTAL = FIXTURES / "portal"
+BIN = Path(sys.executable).parent
+
+
+def load_gold() -> dict[str, dict]:
+    """gold/articles.jsonl by article_id."""
+    with open(PORTAL / "gold" / "articles.jsonl", encoding="utf-8") as f:
+        return {r["article_id"]: r for r in map(json.loads, f)}
+
+
+def load_expected() -> dict:
+    return json.loads((PORTAL / "gold" / "expected.json").read_text(encoding="utf-8"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def replica():
+    """The portal replica as a forward proxy on 127.0.0.1 (tests/replica)."""
+    from tests.replica.server import ReplicaServer
+
+    server = ReplicaServer(root=PORTAL, port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """A real moto S3 server (``moto_server``) over HTTP; yields the environment a
+    boto3 client or a crawl needs to reach it (dummy credentials)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing-key-id",
+        "AWS_SECRET_ACCESS_KEY": "testing-secret-key",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto_server did not start")
+            time.sleep(0.2)
+    yield env
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def s3_client(env: dict):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+
+
+def run_newsarchive(args: list[str], proxy: str, extra_env: dict | None = None, timeout: int = 300):
+    """Run the ``newsarchive`` console script with the replica as proxy; returns
+    the CompletedProcess (stdout/stderr as text)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"http_proxy": proxy, "https_proxy": proxy, "no_proxy": ""})
+    env.update(extra_env or {})
+    return subprocess.run(
+        [str(BIN / "newsarchive"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def read_jsonl_gz(data: bytes) -> list[dict]:
+    return [json.loads(line) for line in gzip.decompress(data).decode("utf-8").splitlines() if line]
