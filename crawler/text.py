@@ -1,0 +1,52 @@
+"""Text normalisation shared by extraction, deduplication and tests.
+
+The rule is the one the gold data was written with (tests/fixtures/portal/README.md,
+"Gold conventions"; FAULTS.md F07, F08): decode entities -> NFC -> delete invisible
+format characters -> collapse all whitespace (NBSP included) to one space -> strip.
+Nothing else: no quote, dash or typo fixing (the seed article keeps "họi viên").
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+__all__ = ["INVISIBLE_CHARS", "normalize_text", "is_nfc"]
+
+#: Characters deleted outright (not replaced by a space). Zero-width space/non-joiner/
+#: joiner, word joiner and BOM come from the gold rule (F08); the soft hyphen is
+#: invisible too and only ever appears as a paste artefact in CMS text.
+INVISIBLE_CHARS = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+
+_DELETE_TABLE = {ord(c): None for c in INVISIBLE_CHARS}
+# In a str pattern ``\s`` is Unicode-aware: it covers NBSP (U+00A0), U+2000..U+200A,
+# U+202F, U+3000, line/paragraph separators, tabs and newlines.
+_WS_RE = re.compile(r"\s+")
+
+
+def normalize_text(s: str | None, *, decode_entities: bool = True) -> str:
+    """Normalise one piece of visible text the way gold does.
+
+    Steps, in order: ``html.unescape`` (``&agrave;`` ``&#7871;`` ``&nbsp;`` …) -> Unicode NFC
+    -> delete U+200B, U+200C, U+200D, U+2060, U+FEFF, U+00AD -> collapse every run of
+    whitespace (NBSP included) to one ASCII space -> strip.
+
+    ``decode_entities=False`` skips the first step. Use it for text that an HTML parser has
+    already decoded: a literal ``&amp;lt;`` in the source is the visible text ``&lt;`` and
+    must not be decoded a second time.
+
+    ``None`` is treated as ``""``. Never raises for ``str`` input.
+    """
+    if not s:
+        return ""
+    if decode_entities and "&" in s:
+        s = html.unescape(s)
+    s = unicodedata.normalize("NFC", s)
+    s = s.translate(_DELETE_TABLE)
+    return _WS_RE.sub(" ", s).strip()
+
+
+def is_nfc(s: str) -> bool:
+    """True if ``s`` is already in Unicode NFC (used for the ``text_in_nfd`` warning, F07)."""
+    return unicodedata.is_normalized("NFC", s)
