@@ -190,12 +190,13 @@ class S3Store(Store):
         return StoredObject(safe_key(key), len(data), digest)
 
     def put_file(self, path, key, content_type=None):
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         extra = {"ExtraArgs": {"ContentType": content_type}} if content_type else {}
         try:
             self.client.upload_file(str(path), self.bucket, self._key(key), **extra)
-        except (BotoCoreError, ClientError, OSError) as exc:
+        except (Boto3Error, BotoCoreError, ClientError, OSError) as exc:
             raise self._error("upload", key, exc) from exc
         digest = _sha256_file(Path(path))
         h = hashlib.sha256()

@@ -94,7 +94,10 @@ def run_newsarchive(args: list[str], proxy: str, extra_env: dict | None = None, 
     """Run the ``newsarchive`` console script with the replica as proxy; returns
     the CompletedProcess (stdout/stderr as text)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update({"http_proxy": proxy, "https_proxy": proxy, "no_proxy": ""})
+    env.pop("NO_PROXY", None)
+    # The S3 endpoint (moto on 127.0.0.1) must not go through the portal proxy;
+    # the portal's hosts still do.
+    env.update({"http_proxy": proxy, "https_proxy": proxy, "no_proxy": "127.0.0.1,localhost"})
     env.update(extra_env or {})
     return subprocess.run(
         [str(BIN / "newsarchive"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
