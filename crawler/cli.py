@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import importlib
 import json
 import os
 import secrets
@@ -247,20 +248,32 @@ def add_crawl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE", help="Scrapy setting override")
 
 
-def main(argv: list[str] | None = None) -> int:
+#: Modules that add sub-commands. Each has ``register(subparsers)``, which adds
+#: its parsers with ``set_defaults(func=...)``; ``func(args)`` returns the exit code.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="newsarchive", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     crawl = sub.add_parser("crawl", help="crawl the portal into WARC files and the dataset")
     add_crawl_options(crawl)
+    crawl.set_defaults(func=run_crawl)
     demo = sub.add_parser("demo", help="crawl the bundled portal replica (source checkout)")
     add_crawl_options(demo)
+    demo.set_defaults(func=run_demo)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return EXIT_CONFIG if exc.code else EXIT_OK
-    if args.command == "crawl":
-        return run_crawl(args)
-    return run_demo(args)
+    return args.func(args)
 
 
 if __name__ == "__main__":
