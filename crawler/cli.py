@@ -230,6 +230,9 @@ def run_demo(args) -> int:
             time.sleep(0.1)
         proxy = f"http://127.0.0.1:{port_file.read_text().strip()}"
         os.environ["http_proxy"] = os.environ["https_proxy"] = proxy
+        # Only the portal goes through the replica; a local S3 endpoint must not.
+        os.environ.pop("NO_PROXY", None)
+        os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
         print(f"newsarchive demo: portal replica on {proxy} (used as http_proxy/https_proxy)", file=sys.stderr)
         return run_crawl(args)
     finally:
