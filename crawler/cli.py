@@ -178,7 +178,7 @@ def run_crawl(args) -> int:
         print(f"newsarchive: another run (pid {holder}) holds {lock.path}; exiting", file=sys.stderr)
         return EXIT_LOCKED
     try:
-        process = CrawlerProcess(settings, install_root_handler=True)
+        process = CrawlerProcess(settings)
         kwargs = {"site": args.site}
         if args.start_url:
             kwargs["start_urls"] = args.start_url
