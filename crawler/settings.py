@@ -44,6 +44,8 @@ TELNETCONSOLE_ENABLED = False
 
 # --- components ----------------------------------------------------------------
 DOWNLOADER_MIDDLEWARES = {
+    # Before robots.txt (100): a private address is not even asked for robots.txt.
+    "crawler.middlewares.ssrf_guard.SsrfGuardMiddleware": 60,
     # Above HttpCompressionMiddleware (590) and below Redirect (600) in response
     # order: sees the bytes as sent, and every redirect.
     "crawler.middlewares.warc_capture.WarcCaptureMiddleware": 650,
