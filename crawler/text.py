@@ -12,7 +12,7 @@ import html
 import re
 import unicodedata
 
-__all__ = ["INVISIBLE_CHARS", "normalize_text", "is_nfc"]
+__all__ = ["INVISIBLE_CHARS", "normalize_text", "is_nfc", "body_text", "word_count"]
 
 #: Characters deleted outright (not replaced by a space). Zero-width space/non-joiner/
 #: joiner, word joiner and BOM come from the gold rule (F08); the soft hyphen is
@@ -50,3 +50,18 @@ def normalize_text(s: str | None, *, decode_entities: bool = True) -> str:
 def is_nfc(s: str) -> bool:
     """True if ``s`` is already in Unicode NFC (used for the ``text_in_nfd`` warning, F07)."""
     return unicodedata.is_normalized("NFC", s)
+
+
+#: Separator of body paragraphs in a record's ``text``.
+PARAGRAPH_SEPARATOR = "\n\n"
+
+
+def body_text(body: list[str] | None) -> str:
+    """A record's ``text``: its body paragraphs joined with a blank line."""
+    return PARAGRAPH_SEPARATOR.join(body or [])
+
+
+def word_count(text: str | None) -> int:
+    """Number of white-space separated words of ``text`` (for Vietnamese, syllables:
+    "Tuyên Quang" is 2)."""
+    return len(text.split()) if text else 0

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
+from crawler.schema import RECORD_FIELDS, validate_record
 from tests.conftest import load_expected, load_gold, read_jsonl_gz, run_newsarchive, s3_client
 
 GOLD = load_gold()
@@ -72,6 +73,23 @@ def test_seed_article_equals_gold_field_by_field(local_crawl):
     # The songs box and the byline sit inside the content block (F23); none is body text.
     assert not any("Na Hang quê anh" in p or "Hà Huế" in p for p in record["body"])
     assert sorted(record["urls"]) == sorted(gold["urls_seen"])
+
+
+def test_every_published_record_validates_against_the_schema(local_crawl):
+    """schemas/article.schema.json, complete, on what the crawl really published; text
+    and word_count agree with the body."""
+    _, store, _, _ = local_crawl
+    records = dataset_records(store)
+    assert len(records) == 26
+    for record in records:
+        assert validate_record(record) == [], record["article_id"]
+        assert list(record) == sorted(RECORD_FIELDS)  # every field, nothing else
+        assert record["text"] == "\n\n".join(record["body"])
+        assert record["word_count"] == len(record["text"].split())
+        assert record["extracted_by"]["title"] == "profile"
+    seed = next(r for r in records if r["article_id"] == SEED_ID)
+    assert seed["word_count"] == len(" ".join(GOLD[SEED_ID]["body"]).split()) == 572
+    assert seed["modified_at"] is None and seed["near_duplicate_of"] is None
 
 
 def test_one_article_under_five_urls_is_one_record(local_crawl):
