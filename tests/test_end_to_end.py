@@ -89,7 +89,11 @@ def test_every_published_record_validates_against_the_schema(local_crawl):
         assert record["extracted_by"]["title"] == "profile"
     seed = next(r for r in records if r["article_id"] == SEED_ID)
     assert seed["word_count"] == len(" ".join(GOLD[SEED_ID]["body"]).split()) == 572
-    assert seed["modified_at"] is None and seed["near_duplicate_of"] is None
+    # The seed's JSON-LD says dateModified == datePublished: not modified since then.
+    assert seed["modified_at"] == seed["published_at"] == "2019-10-17T22:56:00+07:00"
+    assert seed["extracted_by"]["modified_at"] == "json-ld"
+    assert seed["near_duplicate_of"] is None and seed["previous_sha256"] is None
+    assert seed["version"] == 1 and seed["site"] == "baotuyenquang"
 
 
 def test_one_article_under_five_urls_is_one_record(local_crawl):
