@@ -78,6 +78,10 @@ def build_settings(args, run_id: str):
     os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
     settings = get_project_settings()
     state_dir = Path(args.state_dir).resolve()
+    from crawler.sites import get_profile, profile_name_for
+
+    args.site = args.site or profile_name_for(args.start_url)  # generic for an unknown portal
+    get_profile(args.site)  # KeyError (exit 2) for an unknown name
     settings.set("NEWSARCHIVE_SITE", args.site, priority="cmdline")
     settings.set("NEWSARCHIVE_STORE", args.store, priority="cmdline")
     settings.set("NEWSARCHIVE_STATE_DIR", str(state_dir), priority="cmdline")
@@ -169,7 +173,7 @@ def run_crawl(args) -> int:
     try:
         settings = build_settings(args, run_id)
         store = open_store(args.store)
-    except (ValueError, StoreError) as exc:
+    except (ValueError, KeyError, StoreError) as exc:
         print(f"newsarchive: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     lock = StateLock(Path(args.state_dir))
@@ -238,7 +242,9 @@ def run_demo(args) -> int:
 
 
 def add_crawl_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--site", default="baotuyenquang", help="site profile name (default: %(default)s)")
+    p.add_argument("--site", default=None,
+                   help="site profile name (default: the profile of the first --start-url's host, "
+                        "'generic' for a host no profile knows, else baotuyenquang)")
     p.add_argument("--start-url", action="append", default=[], metavar="URL", help="start URL (repeatable)")
     p.add_argument("--allow-domain", action="append", default=[], metavar="HOST", help="host to crawl (repeatable)")
     p.add_argument("--store", default="archive", help="folder, file:// or s3://bucket/prefix (default: ./archive)")

@@ -10,7 +10,8 @@ field           sources, in order
 ==============  ==========================================================================
 title           json-ld ``headline`` › opengraph ``og:title`` › trafilatura
 published_at    json-ld ``datePublished`` › opengraph ``article:published_time`` ›
-                meta (``itemprop=datePublished``, ``pubdate`` …) › htmldate (markup only)
+                meta (``itemprop=datePublished``, ``<time datetime>`` …) › htmldate
+                (markup only)
 modified_at     json-ld ``dateModified`` › opengraph ``article:modified_time`` /
                 ``og:updated_time`` › meta (``itemprop=dateModified`` …)
 lead            json-ld ``description`` › opengraph ``og:description`` › meta ``description``
@@ -36,6 +37,7 @@ profile reads completely never pay for them.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from typing import TYPE_CHECKING, Any, Callable
@@ -61,6 +63,15 @@ FIELDS = ("title", "published_at", "modified_at", "lead", "authors", "body", "im
 _MAX_BYLINE_CHARS = 120
 _LANG_RE = re.compile(r"^([a-z]{2,3})(?:[-_][a-z0-9]+)*$", re.IGNORECASE)
 _SPLIT_KEYWORDS_RE = re.compile(r"\s*[,;]\s*")
+# What htmldate must not see when asked for the date of publication.
+_MODIFIED_MARKUP = (
+    "//script[contains(translate(@type, 'LDJSON', 'ldjson'), 'ld+json')]"
+    " | //meta[contains(translate(@property, 'MODIFEDUPAT', 'modifedupat'), 'modified')"
+    " or contains(translate(@property, 'MODIFEDUPAT', 'modifedupat'), 'updated')"
+    " or contains(translate(@name, 'MODIFEDUPAT', 'modifedupat'), 'modified')"
+    " or contains(translate(@itemprop, 'MODIFEDUPAT', 'modifedupat'), 'modified')]"
+    " | //*[@itemprop='dateModified']"
+)
 
 
 def _clean(s: Any, *, entities: bool = True) -> str:
@@ -279,12 +290,18 @@ class FallbackChain:
                     if iso:
                         return iso
                     doc.problem(field, f"meta {key}: {raw!r}")
-            # <time itemprop="datePublished" datetime="…">
-            prop = "datePublished" if field == "published_at" else "dateModified"
-            for raw in doc.root.xpath(f"//*[@itemprop='{prop}']/@datetime"):
-                iso = parse_vn_datetime(raw)
-                if iso:
-                    return iso
+            # <time datetime="…"> marked as this date: itemprop, pubdate, a "published"/
+            # "updated" class, or (publication only) the first <time> of the <article>.
+            prop, cls = ("datePublished", "publish") if field == "published_at" else ("dateModified", "update")
+            xpaths = [f"//*[@itemprop='{prop}']/@datetime", f"//*[@itemprop='{prop}']/@content",
+                      f"//time[contains(@class, '{cls}')]/@datetime"]
+            if field == "published_at":
+                xpaths += ["//time[@pubdate]/@datetime", "(//article//time[@datetime])[1]/@datetime"]
+            for xp in xpaths:
+                for raw in doc.root.xpath(xp):
+                    iso = parse_vn_datetime(raw)
+                    if iso:
+                        return iso
             return None
         return get
 
@@ -303,7 +320,12 @@ class FallbackChain:
     def _htmldate(self, doc, profile, record):
         from htmldate import find_date
 
-        found = find_date(doc.html, original_date=True, extensive_search=False,
+        # htmldate falls back on modification dates when it finds no publication date;
+        # it gets a copy of the page without them (and without the JSON-LD, read above).
+        tree = copy.deepcopy(doc.root)
+        for el in tree.xpath(_MODIFIED_MARKUP):
+            el.getparent().remove(el)
+        found = find_date(tree, original_date=True, extensive_search=False,
                           outputformat="%Y-%m-%dT%H:%M:%S%z", url=doc.url)
         if not found:
             return None
