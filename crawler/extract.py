@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass, field
 
 from crawler.encoding import decode_html, ends_inside_utf8_sequence
-from crawler.schema import check_extracted, quarantine_reason
 from crawler.sites.base import Doc, SiteProfile
 from crawler.sites.metadata import opengraph
 from crawler.text import body_text, normalize_text, word_count
@@ -29,7 +28,7 @@ QUARANTINE_REASONS = (
     "no_title",
     "unreadable_date",  # no readable date of publication; never guessed (F25)
     "no_content",       # no body: no paragraph, no image and no lead
-    "invalid_<field>",  # a field breaks schemas/article.schema.json (crawler.schema)
+    "invalid_<field>",  # a field breaks schemas/article.schema.json (validate stage)
     "parse_error",
 )
 
@@ -73,7 +72,7 @@ class Extraction:
     ``json_ld_date_disagrees_with_page``, ``json_ld_headline_disagrees_with_page``,
     ``canonical_uses_http``, ``text_in_nfd``, ``modified_before_published``.
     ``problems``: human-readable notes on what could not be read (``published_at: page:
-    'hôm qua'``) or which schema rule failed.
+    'hôm qua'``).
     """
 
     record: dict | None = None
@@ -131,7 +130,8 @@ def extract_article(profile: SiteProfile, url: str, body: bytes,
     ``not_an_article`` (no article template) -> fields (profile, then fallback chain) ->
     ``not_an_article`` (no article id) -> ``soft_404`` (a "not found" page without a
     title, without content or with a body under 400 characters) -> ``no_title`` -> ``unreadable_date`` ->
-    ``no_content`` -> schema rules of each field (``invalid_<field>``). Any unexpected
+    ``no_content``. The record schema itself is checked by the validate stage
+    (:mod:`pipelines.validate`); the property tests hold extraction to it. Any unexpected
     exception becomes ``parse_error: <ExceptionType>``; warnings gathered before the
     failure are kept.
     """
@@ -178,10 +178,6 @@ def extract_article(profile: SiteProfile, url: str, body: bytes,
             return quarantine("no_content")
         record["text"] = body_text(record["body"])
         record["word_count"] = word_count(record["text"])
-        violations = check_extracted(record)
-        if violations:
-            problems.extend(str(v) for v in violations)
-            return quarantine(quarantine_reason(violations))
         return Extraction(record=record, warnings=warnings, problems=problems)
     except Exception as exc:  # never let one page stop a crawl
         return quarantine(f"parse_error: {type(exc).__name__}")

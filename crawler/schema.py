@@ -3,10 +3,6 @@ the checks built on it.
 
 Where records are checked (README "Record schema"):
 
-* :func:`check_extracted` — at the end of :func:`crawler.extract.extract_article`, on the
-  fields the extractor produced (each field's rule, and the content rule: a body
-  paragraph, an image or a lead). A page whose fields break the schema is quarantined
-  there, so the spider never emits a record the schema refuses.
 * :func:`validate_stage` — the ``validate`` pipeline stage (200): the whole schema except
   that the fields the later stages add (:data:`PIPELINE_FIELDS`: dedup's ``urls``,
   ``version``, ``previous_sha256``, ``near_duplicate_of``) may still be missing.
@@ -15,6 +11,8 @@ Where records are checked (README "Record schema"):
 
 Each check returns a list of :class:`Violation`; :func:`quarantine_reason` turns them
 into the quarantine reason code (``no_title``, ``unreadable_date``, ``no_content`` …).
+Extraction (:func:`crawler.extract.extract_article`) quarantines the common cases
+itself and is held to the schema by the property tests (tests/test_properties.py).
 """
 
 from __future__ import annotations
@@ -38,7 +36,6 @@ __all__ = [
     "Violation",
     "validate_record",
     "validate_stage",
-    "check_extracted",
     "quarantine_reason",
 ]
 
@@ -79,9 +76,6 @@ def _validator(kind: str) -> Draft202012Validator:
     schema = copy.deepcopy(SCHEMA)
     if kind == "stage":
         schema["required"] = [f for f in schema["required"] if f not in PIPELINE_FIELDS]
-    elif kind == "fields":
-        schema["required"] = []
-        schema["additionalProperties"] = True
     return Draft202012Validator(schema)
 
 
@@ -111,12 +105,6 @@ def validate_stage(record: Mapping[str, Any]) -> list[Violation]:
     """Violations of the record schema for an item before dedup: the same rules, but
     :data:`PIPELINE_FIELDS` may be missing (when present they are checked)."""
     return _violations("stage", record)
-
-
-def check_extracted(fields: Mapping[str, Any]) -> list[Violation]:
-    """Violations among the fields present in ``fields`` (an extraction result), plus
-    the content rule. Missing fields are not reported."""
-    return _violations("fields", fields)
 
 
 def quarantine_reason(violations: list[Violation]) -> str:

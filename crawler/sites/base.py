@@ -127,12 +127,14 @@ class Doc:
             found.append(detail[:200])
 
     def first(self, selectors: Iterable[str]) -> Any | None:
-        """First lxml element matched by the first CSS selector that matches anything."""
-        for css in selectors:
-            found = self.sel.css(css)
-            if found:
-                return found[0].root
-        return None
+        """First lxml element matched by the first CSS selector that matches anything
+        (memoised per page: several fields look for the same template blocks)."""
+        key = ("first", tuple(selectors))
+        if key not in self.cache:
+            self.cache[key] = next(
+                (found[0].root for found in (self.sel.css(css) for css in key[1]) if found), None
+            )
+        return self.cache[key]
 
 
 # --------------------------------------------------------------------------------------

@@ -297,6 +297,10 @@ class FallbackChain:
                       f"//time[contains(@class, '{cls}')]/@datetime"]
             if field == "published_at":
                 xpaths += ["//time[@pubdate]/@datetime", "(//article//time[@datetime])[1]/@datetime"]
+            # One scan of the page finds whether any is there (usually none), then the
+            # kinds are tried in order.
+            if not doc.root.xpath(" | ".join(xpaths)):
+                return None
             for xp in xpaths:
                 for raw in doc.root.xpath(xp):
                     iso = parse_vn_datetime(raw)
