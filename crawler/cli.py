@@ -119,6 +119,8 @@ def summarize(stats: dict, run_id: str, store_url: str, written: list[str]) -> d
             "duplicate": stats.get("newsarchive/dedup/duplicate", 0),
             "quarantined": stats.get("newsarchive/publish/quarantined", 0),
             "published": stats.get("newsarchive/publish/records", 0),
+            # by reason (soft_404, no_title, unreadable_date …): extraction and validation
+            "quarantine_reasons": _quarantine_reasons(stats),
         },
         "errors": {
             "http_4xx_5xx": sum(v for s, v in statuses.items() if s.isdigit() and int(s) >= 400),
@@ -133,6 +135,16 @@ def summarize(stats: dict, run_id: str, store_url: str, written: list[str]) -> d
         "dataset_objects": written,
     }
     return report
+
+
+def _quarantine_reasons(stats: dict) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key, value in stats.items():
+        for prefix in ("newsarchive/extract/quarantine/", "newsarchive/validate/quarantine/"):
+            if key.startswith(prefix):
+                reason = key[len(prefix):]
+                out[reason] = out.get(reason, 0) + value
+    return dict(sorted(out.items()))
 
 
 def exit_code_for(report: dict) -> int:

@@ -1,8 +1,8 @@
 """Text normalisation shared by extraction, deduplication and tests.
 
 The rule is the one the gold data was written with (tests/fixtures/portal/README.md,
-"Gold conventions"; FAULTS.md F07, F08): decode entities -> NFC -> delete invisible
-format characters -> collapse all whitespace (NBSP included) to one space -> strip.
+"Gold conventions"; FAULTS.md F07, F08): decode entities -> delete invisible format
+characters -> NFC -> collapse all whitespace (NBSP included) to one space -> strip.
 Nothing else: no quote, dash or typo fixing (the seed article keeps "họi viên").
 """
 
@@ -28,9 +28,11 @@ _WS_RE = re.compile(r"\s+")
 def normalize_text(s: str | None, *, decode_entities: bool = True) -> str:
     """Normalise one piece of visible text the way gold does.
 
-    Steps, in order: ``html.unescape`` (``&agrave;`` ``&#7871;`` ``&nbsp;`` …) -> Unicode NFC
-    -> delete U+200B, U+200C, U+200D, U+2060, U+FEFF, U+00AD -> collapse every run of
-    whitespace (NBSP included) to one ASCII space -> strip.
+    Steps, in order: ``html.unescape`` (``&agrave;`` ``&#7871;`` ``&nbsp;`` …) -> delete
+    U+200B, U+200C, U+200D, U+2060, U+FEFF, U+00AD -> Unicode NFC -> collapse every run
+    of whitespace (NBSP included) to one ASCII space -> strip. (Gold's rule names NFC
+    before the deletion; the results are the same except that deleting first always
+    ends in NFC, e.g. for a zero-width space between two combining marks.)
 
     ``decode_entities=False`` skips the first step. Use it for text that an HTML parser has
     already decoded: a literal ``&amp;lt;`` in the source is the visible text ``&lt;`` and
@@ -42,8 +44,10 @@ def normalize_text(s: str | None, *, decode_entities: bool = True) -> str:
         return ""
     if decode_entities and "&" in s:
         s = html.unescape(s)
-    s = unicodedata.normalize("NFC", s)
+    # Invisible characters go before NFC: deleting a ZWSP between two combining marks
+    # after composing would leave the marks out of canonical order (not NFC).
     s = s.translate(_DELETE_TABLE)
+    s = unicodedata.normalize("NFC", s)
     return _WS_RE.sub(" ", s).strip()
 
 

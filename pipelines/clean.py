@@ -3,11 +3,10 @@ or soft hyphens, NBSP and white space collapsed (README "Gold conventions",
 :func:`crawler.text.normalize_text`; HTML entities are decoded once, by the extractors);
 then ``text`` and ``word_count`` from the cleaned body.
 
-Site profiles already return clean text; this stage makes the guarantee hold for any
-extractor (fallback chain, future profiles): paragraphs that clean to nothing (an
-NBSP-only ``<p>``) are dropped, and so are body paragraphs that repeat the title, the
-lead or an image caption — extractors that read the page as a whole (trafilatura) pick
-those up as text."""
+Site profiles and the fallback chain already return clean text (and keep captions,
+bylines and boxes out of the body); this stage makes the text guarantee hold for any
+extractor: paragraphs, tags or names that clean to nothing (an NBSP-only ``<p>``) are
+dropped, duplicates in tags/authors/section too."""
 
 from __future__ import annotations
 
@@ -23,8 +22,8 @@ def _clean(value) -> str:
 
 def clean_article(item: ArticleItem) -> ArticleItem:
     """Normalise ``title``, ``lead``, ``source``, ``body``, ``authors``, ``tags``,
-    ``section`` and image captions of ``item`` in place, drop empty and repeated body
-    paragraphs, set ``text``/``word_count``; return the item."""
+    ``section`` and image captions of ``item`` in place, drop empty paragraphs and
+    repeated names, set ``text``/``word_count``; return the item."""
     for field in ("title", "lead", "source"):
         if item.get(field) is not None:
             item[field] = _clean(item[field]) or None
@@ -35,9 +34,7 @@ def clean_article(item: ArticleItem) -> ArticleItem:
         for img in item.get("images") or []
         if isinstance(img, dict) and img.get("url")
     ]
-    repeats = {item.get("title"), item.get("lead")} | {img["caption"] for img in item["images"]}
-    repeats.discard(None)
-    item["body"] = [p for p in map(_clean, item.get("body") or []) if p and p not in repeats]
+    item["body"] = [p for p in map(_clean, item.get("body") or []) if p]
     item["text"] = body_text(item["body"])
     item["word_count"] = word_count(item["text"])
     return item

@@ -5,8 +5,10 @@ server, checked against the gold."""
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -127,6 +129,15 @@ def test_quarantine_holds_truncated_and_empty_pages(local_crawl):
     got = sorted((e["url"], e["reason"]) for e in entries)
     assert got == sorted((q["url"], q["reason"]) for q in EXPECTED["quarantine"])
     assert all(e["warc"] and e["warc"]["length"] > 0 for e in entries)
+
+
+def test_run_report_counts_quarantine_by_reason(local_crawl):
+    _, _, state, _ = local_crawl
+    (report_file,) = (state / "runs").glob("*.json")
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    expected = Counter(q["reason"] for q in EXPECTED["quarantine"])
+    assert report["articles"]["quarantine_reasons"] == dict(expected) == {"empty_body": 1, "truncated_body": 1}
+    assert report["articles"]["quarantined"] == 2
 
 
 def test_nothing_in_the_never_fetch_set_was_requested(local_crawl):

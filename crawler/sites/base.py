@@ -329,8 +329,8 @@ class SiteProfile:
         getters = (
             ("title", self.title), ("published_at", self.published_at),
             ("modified_at", self.modified_at), ("lead", self.lead),
-            ("authors", self.authors_source), ("body", self.body),
-            ("images", lambda d: self.images(d, d.url)), ("tags", self.tags),
+            ("authors", self.authors_source), ("images", lambda d: self.images(d, d.url)),
+            ("body", self.body), ("tags", self.tags),
             ("section", self.section), ("language", self.language),
         )
         for name, getter in getters:
@@ -418,9 +418,10 @@ class SiteProfile:
         without a usable canonical, the fetched URL without tracking parameters (F06).
 
         A canonical on a foreign host (``canonical_offsite``) or one that is not an article
-        URL while the fetched URL is (``canonical_not_article``) is ignored.
+        URL while the fetched URL is (``canonical_not_article``) is ignored. The result
+        is a URI (``safe_url_string``: spaces and non-ASCII percent-encoded).
         """
-        fallback = self.to_main_host(self.strip_tracking(url))
+        fallback = safe_url_string(self.to_main_host(self.strip_tracking(url)))
         hrefs = doc.sel.xpath(
             "//link[contains(concat(' ', normalize-space(translate(@rel, "
             "'CANONIL', 'canonil')), ' '), ' canonical ')]/@href"
@@ -439,7 +440,7 @@ class SiteProfile:
             return fallback
         if p.scheme.lower() == "http" and self.force_https:
             doc.warn("canonical_uses_http")
-        canonical = self.to_main_host(self.strip_tracking(absolute))
+        canonical = safe_url_string(self.to_main_host(self.strip_tracking(absolute)))
         if self.article_id(canonical) is None and self.article_id(url) is not None:
             doc.warn("canonical_not_article")
             return fallback

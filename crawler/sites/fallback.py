@@ -56,12 +56,12 @@ logger = logging.getLogger(__name__)
 #: Values of ``extracted_by``.
 METHODS = ("profile", "json-ld", "opengraph", "meta", "trafilatura", "htmldate", "default")
 #: Fields the chain can fill (``authors`` also fills ``source``).
-FIELDS = ("title", "published_at", "modified_at", "lead", "authors", "body", "images",
+FIELDS = ("title", "published_at", "modified_at", "lead", "authors", "images", "body",
           "tags", "section", "language")
 
 # A byline is a name line, not prose.
 _MAX_BYLINE_CHARS = 120
-_LANG_RE = re.compile(r"^([a-z]{2,3})(?:[-_][a-z0-9]+)*$", re.IGNORECASE)
+_LANG_RE = re.compile(r"^([a-z]{2,3})(?:[-_][a-z0-9]+)*$", re.IGNORECASE | re.ASCII)
 _SPLIT_KEYWORDS_RE = re.compile(r"\s*[,;]\s*")
 # What htmldate must not see when asked for the date of publication.
 _MODIFIED_MARKUP = (
@@ -411,9 +411,12 @@ def _bylines(names: list[Any]) -> tuple[list[str], str | None] | None:
 
 
 def _without_repeats(paras: list[str], record: dict) -> list[str]:
-    """Body paragraphs without the title or lead repeated at the top and without a
-    trailing byline naming the record's authors/source."""
-    skip = {record.get("title"), record.get("lead")} - {None, ""}
+    """Body paragraphs without the title, the lead or an image caption repeated as text
+    (whole-page extractors pick them up) and without a trailing byline naming the
+    record's authors/source."""
+    skip = {record.get("title"), record.get("lead")}
+    skip |= {img.get("caption") for img in record.get("images") or [] if isinstance(img, dict)}
+    skip -= {None, ""}
     paras = [p for p in paras if p not in skip]
     if paras and len(paras[-1]) <= _MAX_BYLINE_CHARS:
         authors, source = parse_byline(paras[-1])
