@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -266,7 +267,8 @@ def run_eval(args: argparse.Namespace) -> int:
     except (OSError, ValueError, LookupError, KeyError) as exc:
         print(f"newsarchive eval: {exc}", file=sys.stderr)
         return 2
-    print(f"newsarchive eval: {result.pages} pages, gold {args.gold}")
+    gold = os.path.relpath(args.gold) if not os.path.relpath(args.gold).startswith("..") else args.gold
+    print(f"newsarchive eval: {result.pages} pages, gold {gold}")
     print(format_table(result))
     if args.show_misses:
         for sc in [result.ours] + ([result.trafilatura] if result.trafilatura else []):
