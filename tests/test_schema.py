@@ -202,3 +202,31 @@ def test_record_gate_checks_the_complete_record() -> None:
     dup["dedup"] = {"status": "duplicate", "article_key": "k", "canonical_page": False}
     assert gate.process_item(dup) is dup
     assert stats.values["newsarchive/validate/quarantine/invalid_version"] == 1
+
+
+def test_canonical_page_replacing_a_copy_brings_every_content_field() -> None:
+    """The m. copy is met first, the canonical page later (a duplicate in dedup): the
+    published record takes all its page-derived fields from the canonical page, the
+    new ones (text, word_count, modified_at, extracted_by) included."""
+    from pipelines.publish import PublishPipeline
+
+    publisher = PublishPipeline("unused", "run", 500, "baotuyenquang", Stats())
+    canonical = seed_record()
+    copy = canonical | {"url": canonical["url"].replace("https://", "https://m."), "body": canonical["body"][:1],
+                        "modified_at": None, "extracted_by": canonical["extracted_by"] | {"tags": None}}
+    copy |= {"text": copy["body"][0], "word_count": len(copy["body"][0].split())}
+    key = canonical["canonical_url"]
+    publisher.add_article(_with_dedup(copy, "new", key, False))
+    publisher.add_article(_with_dedup(canonical | {"modified_at": "2019-10-18T08:00:00+07:00"}, "duplicate", key, True))
+    record = publisher.records[key]
+    assert record["body"] == canonical["body"] and record["text"] == canonical["text"]
+    assert record["word_count"] == canonical["word_count"] and record["modified_at"] == "2019-10-18T08:00:00+07:00"
+    assert record["extracted_by"] == canonical["extracted_by"]
+    assert validate_record(record | {"urls": record["urls"]}) == []
+
+
+def _with_dedup(record: dict, status: str, key: str, canonical_page: bool) -> ArticleItem:
+    item = item_from(record, drop=())
+    item["urls"] = [record["url"]]
+    item["dedup"] = {"status": status, "article_key": key, "canonical_page": canonical_page}
+    return item
