@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STORE  ?= archive
 STATE  ?= state
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,11 @@ demo: install
 # Starts what the tests need (the replica and a moto S3 server, from pytest fixtures).
 test: install
 	$(BIN)/python -m pytest -q
+
+# Extraction quality and speed against the replica's gold, beside trafilatura; fails
+# when a goal is missed (README "Extraction quality").
+bench: install
+	$(BIN)/newsarchive eval --check --repeat 5
 
 clean:
 	rm -rf $(VENV) archive state .pytest_cache

@@ -78,6 +78,10 @@ def build_settings(args, run_id: str):
     os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
     settings = get_project_settings()
     state_dir = Path(args.state_dir).resolve()
+    from crawler.sites import get_profile, profile_name_for
+
+    args.site = args.site or profile_name_for(args.start_url)  # generic for an unknown portal
+    get_profile(args.site)  # KeyError (exit 2) for an unknown name
     settings.set("NEWSARCHIVE_SITE", args.site, priority="cmdline")
     settings.set("NEWSARCHIVE_STORE", args.store, priority="cmdline")
     settings.set("NEWSARCHIVE_STATE_DIR", str(state_dir), priority="cmdline")
@@ -115,6 +119,8 @@ def summarize(stats: dict, run_id: str, store_url: str, written: list[str]) -> d
             "duplicate": stats.get("newsarchive/dedup/duplicate", 0),
             "quarantined": stats.get("newsarchive/publish/quarantined", 0),
             "published": stats.get("newsarchive/publish/records", 0),
+            # by reason (soft_404, no_title, unreadable_date …): extraction and validation
+            "quarantine_reasons": _quarantine_reasons(stats),
         },
         "errors": {
             "http_4xx_5xx": sum(v for s, v in statuses.items() if s.isdigit() and int(s) >= 400),
@@ -129,6 +135,16 @@ def summarize(stats: dict, run_id: str, store_url: str, written: list[str]) -> d
         "dataset_objects": written,
     }
     return report
+
+
+def _quarantine_reasons(stats: dict) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key, value in stats.items():
+        for prefix in ("newsarchive/extract/quarantine/", "newsarchive/validate/quarantine/"):
+            if key.startswith(prefix):
+                reason = key[len(prefix):]
+                out[reason] = out.get(reason, 0) + value
+    return dict(sorted(out.items()))
 
 
 def exit_code_for(report: dict) -> int:
@@ -169,7 +185,7 @@ def run_crawl(args) -> int:
     try:
         settings = build_settings(args, run_id)
         store = open_store(args.store)
-    except (ValueError, StoreError) as exc:
+    except (ValueError, KeyError, StoreError) as exc:
         print(f"newsarchive: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     lock = StateLock(Path(args.state_dir))
@@ -241,7 +257,9 @@ def run_demo(args) -> int:
 
 
 def add_crawl_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--site", default="baotuyenquang", help="site profile name (default: %(default)s)")
+    p.add_argument("--site", default=None,
+                   help="site profile name (default: the profile of the first --start-url's host, "
+                        "'generic' for a host no profile knows, else baotuyenquang)")
     p.add_argument("--start-url", action="append", default=[], metavar="URL", help="start URL (repeatable)")
     p.add_argument("--allow-domain", action="append", default=[], metavar="HOST", help="host to crawl (repeatable)")
     p.add_argument("--store", default="archive", help="folder, file:// or s3://bucket/prefix (default: ./archive)")
@@ -253,7 +271,9 @@ def add_crawl_options(p: argparse.ArgumentParser) -> None:
 
 #: Modules that add sub-commands. Each has ``register(subparsers)``, which adds
 #: its parsers with ``set_defaults(func=...)``; ``func(args)`` returns the exit code.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "crawler.commands.eval",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

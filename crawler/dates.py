@@ -70,7 +70,7 @@ def parse_vn_datetime(s: str | None) -> str | None:
     if _ISO_RE.match(s):
         try:
             return to_vn_iso(datetime.fromisoformat(s))
-        except ValueError:
+        except (ValueError, OverflowError):  # 31/02; year 1 at +14:00 has no +07:00 time
             return None
 
     for rx in (_DMY_TIME_RE, _TIME_DMY_RE):
@@ -80,10 +80,9 @@ def parse_vn_datetime(s: str | None) -> str | None:
 
     if _RFC2822_RE.search(s):
         try:
-            dt = email.utils.parsedate_to_datetime(s)
-        except (TypeError, ValueError, IndexError):
+            return to_vn_iso(email.utils.parsedate_to_datetime(s))
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        return to_vn_iso(dt)
     return None
 
 

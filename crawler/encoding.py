@@ -146,6 +146,13 @@ def decode_html(body: bytes, content_type: str | None) -> Decoded:
         if declared in _LEGACY_SINGLE_BYTE and utf8_ok and not body.isascii():
             warnings.append("charset_mismatch")
             return _decode(body, "utf-8", warnings)
+        if declared == "utf-8" and not utf8_ok and not _only_cut_at_end(body):
+            # Labelled UTF-8, but the bytes are something else (not just a page cut
+            # mid-character, F15): let detection read them.
+            detected = _detect(body)
+            if detected and detected != "utf-8" and _decodes(body, detected):
+                warnings.extend(["charset_mismatch", "charset_detected"])
+                return _decode(body, detected, warnings)
         return _decode(body, declared, warnings)
 
     if utf8_ok:
@@ -155,6 +162,24 @@ def decode_html(body: bytes, content_type: str | None) -> Decoded:
         warnings.append("charset_detected")
         return _decode(body, detected, warnings)
     return _decode(body, "cp1252", warnings)
+
+
+def _only_cut_at_end(body: bytes) -> bool:
+    """True if the only UTF-8 error of ``body`` is an incomplete sequence at its end
+    (a page cut mid-character, F15), not bytes of another charset."""
+    try:
+        body.rstrip(b" \t\r\n").decode("utf-8", "strict")
+    except UnicodeDecodeError as exc:
+        return exc.reason == "unexpected end of data"
+    return True
+
+
+def _decodes(body: bytes, encoding: str) -> bool:
+    try:
+        body.decode(encoding, "strict")
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return True
 
 
 def _detect(body: bytes) -> str | None:

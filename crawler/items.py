@@ -1,9 +1,10 @@
 """Items the spider yields and the pipelines pass along.
 
-``ArticleItem`` is one parsed article page; its fields are the dataset record's
-(see DATASET fields in README.md). ``QuarantineItem`` is a page that should have
-been an article but could not become a valid record: it carries the reason and
-the WARC pointer of the page, so nothing fetched is lost silently.
+``ArticleItem`` is one parsed article page; its fields are exactly the dataset record's,
+as ``schemas/article.schema.json`` defines them (:mod:`crawler.schema`), plus two internal
+fields the publisher drops. ``QuarantineItem`` is a page that should have been an article
+but could not become a valid record: it carries the reason and the WARC pointer of the
+page, so nothing fetched is lost silently.
 """
 
 from __future__ import annotations
@@ -15,13 +16,23 @@ import scrapy
 
 
 class ArticleItem(scrapy.Item):
-    """One article as parsed from one fetched page.
+    """One article as parsed from one fetched page (record schema v1, see
+    ``schemas/article.schema.json`` for every field's rule).
 
-    Shapes: ``section``/``body``/``authors``/``tags`` are lists of str; ``images``
-    a list of ``{"url": str, "caption": str | None}``; ``published_at`` and
-    ``fetched_at`` ISO 8601 strings (+07:00 and UTC respectively); ``warc`` is
-    ``{"file": store key, "offset": int, "length": int}`` of the page's
-    ``response`` record.
+    Shapes: ``section``/``body``/``authors``/``tags``/``urls`` are lists of str; ``text``
+    the body joined with ``"\n\n"`` and ``word_count`` its word count (set by the clean
+    stage); ``images`` a list of ``{"url": str, "caption": str | None}``;
+    ``published_at``/``modified_at`` ISO 8601 at +07:00 and ``fetched_at`` in UTC;
+    ``warc`` is ``{"file": store key, "offset": int, "length": int}`` of the page's
+    ``response`` record; ``extracted_by`` maps each content field to the method that
+    produced it (``profile``, ``json-ld``, ``opengraph``, ``meta``, ``trafilatura``,
+    ``htmldate``, ``default`` or None).
+
+    Who fills what: the spider (extraction fields, ``site``, ``url``, ``fetched_at``,
+    ``content_sha256``, ``run_id``, ``warc``), clean (``text``, ``word_count``), dedup
+    (``urls``, ``version``, ``previous_sha256``, ``near_duplicate_of``). The nullable
+    fields a later stage may set (:data:`NULL_DEFAULTS`) start as None, so a record is
+    complete whichever stage leaves them alone.
     """
 
     article_id = scrapy.Field()
@@ -36,28 +47,48 @@ class ArticleItem(scrapy.Item):
     authors = scrapy.Field()
     source = scrapy.Field()
     published_at = scrapy.Field()
+    modified_at = scrapy.Field()
     images = scrapy.Field()
     tags = scrapy.Field()
     language = scrapy.Field()
+    text = scrapy.Field()
+    word_count = scrapy.Field()
     fetched_at = scrapy.Field()
     content_sha256 = scrapy.Field()
     version = scrapy.Field()
     previous_sha256 = scrapy.Field()
+    near_duplicate_of = scrapy.Field()
     run_id = scrapy.Field()
     warc = scrapy.Field()
+    extracted_by = scrapy.Field()
     # Pipeline bookkeeping, not part of the published record.
     warnings = scrapy.Field()
     dedup = scrapy.Field()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, value in NULL_DEFAULTS.items():
+            self.setdefault(name, value)
 
 
 #: Fields of ArticleItem that are not published (internal to the pipelines).
 INTERNAL_FIELDS = frozenset({"warnings", "dedup"})
 
+#: Nullable record fields and their value until a stage sets them.
+NULL_DEFAULTS = {"modified_at": None, "previous_sha256": None, "near_duplicate_of": None}
+
+
+def record_of(item) -> dict:
+    """The record of an article item: every field but :data:`INTERNAL_FIELDS`."""
+    return {k: v for k, v in dict(item).items() if k not in INTERNAL_FIELDS}
+
 
 class QuarantineItem(scrapy.Item):
-    """A page that did not become a record: ``reason`` (e.g. ``empty_body``,
-    ``truncated_body``, ``schema: …``), ``url``, ``warc`` pointer, ``fetched_at``,
-    ``detail`` (free text) and ``run_id``."""
+    """A page that did not become a record: ``reason`` (``empty_body``,
+    ``truncated_body``, ``soft_404``, ``no_title``, ``unreadable_date``, ``no_content``,
+    ``invalid_<field>`` …; :data:`crawler.extract.QUARANTINE_REASONS`), ``url``, ``warc``
+    pointer, ``fetched_at``, ``detail`` (free text: what could not be read, warnings) and
+    ``run_id``."""
 
     reason = scrapy.Field()
     url = scrapy.Field()

@@ -57,6 +57,8 @@ ITEM_PIPELINES = {
     "pipelines.clean.CleanPipeline": 100,
     "pipelines.validate.ValidatePipeline": 200,
     "pipelines.dedup.DedupPipeline": 300,
+    # Full record schema on every record about to be published (pipelines/validate.py).
+    "pipelines.validate.RecordGatePipeline": 850,
     "pipelines.publish.PublishPipeline": 900,
 }
 

@@ -1,8 +1,8 @@
 """Text normalisation shared by extraction, deduplication and tests.
 
 The rule is the one the gold data was written with (tests/fixtures/portal/README.md,
-"Gold conventions"; FAULTS.md F07, F08): decode entities -> NFC -> delete invisible
-format characters -> collapse all whitespace (NBSP included) to one space -> strip.
+"Gold conventions"; FAULTS.md F07, F08): decode entities -> delete invisible format
+characters -> NFC -> collapse all whitespace (NBSP included) to one space -> strip.
 Nothing else: no quote, dash or typo fixing (the seed article keeps "họi viên").
 """
 
@@ -12,7 +12,7 @@ import html
 import re
 import unicodedata
 
-__all__ = ["INVISIBLE_CHARS", "normalize_text", "is_nfc"]
+__all__ = ["INVISIBLE_CHARS", "normalize_text", "is_nfc", "body_text", "word_count"]
 
 #: Characters deleted outright (not replaced by a space). Zero-width space/non-joiner/
 #: joiner, word joiner and BOM come from the gold rule (F08); the soft hyphen is
@@ -28,9 +28,11 @@ _WS_RE = re.compile(r"\s+")
 def normalize_text(s: str | None, *, decode_entities: bool = True) -> str:
     """Normalise one piece of visible text the way gold does.
 
-    Steps, in order: ``html.unescape`` (``&agrave;`` ``&#7871;`` ``&nbsp;`` …) -> Unicode NFC
-    -> delete U+200B, U+200C, U+200D, U+2060, U+FEFF, U+00AD -> collapse every run of
-    whitespace (NBSP included) to one ASCII space -> strip.
+    Steps, in order: ``html.unescape`` (``&agrave;`` ``&#7871;`` ``&nbsp;`` …) -> delete
+    U+200B, U+200C, U+200D, U+2060, U+FEFF, U+00AD -> Unicode NFC -> collapse every run
+    of whitespace (NBSP included) to one ASCII space -> strip. (Gold's rule names NFC
+    before the deletion; the results are the same except that deleting first always
+    ends in NFC, e.g. for a zero-width space between two combining marks.)
 
     ``decode_entities=False`` skips the first step. Use it for text that an HTML parser has
     already decoded: a literal ``&amp;lt;`` in the source is the visible text ``&lt;`` and
@@ -42,11 +44,28 @@ def normalize_text(s: str | None, *, decode_entities: bool = True) -> str:
         return ""
     if decode_entities and "&" in s:
         s = html.unescape(s)
-    s = unicodedata.normalize("NFC", s)
+    # Invisible characters go before NFC: deleting a ZWSP between two combining marks
+    # after composing would leave the marks out of canonical order (not NFC).
     s = s.translate(_DELETE_TABLE)
+    s = unicodedata.normalize("NFC", s)
     return _WS_RE.sub(" ", s).strip()
 
 
 def is_nfc(s: str) -> bool:
     """True if ``s`` is already in Unicode NFC (used for the ``text_in_nfd`` warning, F07)."""
     return unicodedata.is_normalized("NFC", s)
+
+
+#: Separator of body paragraphs in a record's ``text``.
+PARAGRAPH_SEPARATOR = "\n\n"
+
+
+def body_text(body: list[str] | None) -> str:
+    """A record's ``text``: its body paragraphs joined with a blank line."""
+    return PARAGRAPH_SEPARATOR.join(body or [])
+
+
+def word_count(text: str | None) -> int:
+    """Number of white-space separated words of ``text`` (for Vietnamese, syllables:
+    "Tuyên Quang" is 2)."""
+    return len(text.split()) if text else 0

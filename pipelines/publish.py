@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 CONTENT_FIELDS = (
     "article_id", "canonical_url", "section", "title", "lead", "body", "authors", "source",
     "published_at", "images", "tags", "language", "content_sha256", "url", "fetched_at", "warc",
+    "text", "word_count", "modified_at", "extracted_by",
 )
 
 

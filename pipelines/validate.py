@@ -1,40 +1,51 @@
-"""Validate stage: an article item that cannot make a usable record becomes a
-quarantine item with the reason, never a silent drop.
+"""Validate stage: an article item that breaks the record schema
+(``schemas/article.schema.json``) becomes a quarantine item with the reason, never a
+silent drop.
 
-Rules (the record schema's required content): a title; at least one of lead,
-body paragraphs or images; ``published_at`` as ISO 8601 with an offset; an
-``article_id``; a WARC pointer (nothing is published that is not archived)."""
+Two checks, because the record is finished in two places:
+
+* :class:`ValidatePipeline` (200, after clean, before dedup) checks the whole schema
+  except the fields dedup adds later (``urls``, ``version``, ``previous_sha256``,
+  ``near_duplicate_of``; :func:`crawler.schema.validate_stage`). This is where a page
+  without a title, a readable date, content, an article id or a WARC pointer (nothing is
+  published that is not archived) is quarantined, before it reaches the state store.
+* :class:`RecordGatePipeline` (850, just before publish) checks every record about to be
+  published against the complete schema (:func:`crawler.schema.validate_record`), so a
+  later stage that forgets a field cannot publish a record the schema refuses.
+
+Reasons: ``no_title``, ``unreadable_date``, ``no_content``, ``no_article_id``,
+``no_warc_record``, else ``invalid_<field>``; the quarantine entry's ``detail`` lists
+every violation.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from crawler.items import ArticleItem, QuarantineItem, record_of
+from crawler.schema import Violation, quarantine_reason, validate_record, validate_stage
 
-from crawler.items import ArticleItem, QuarantineItem
+
+def validation_errors(item: ArticleItem) -> list[Violation]:
+    """Schema violations of ``item`` at the validate stage (empty list: valid)."""
+    return validate_stage(record_of(item))
 
 
-def validation_errors(item: ArticleItem) -> list[str]:
-    """Reasons ``item`` is not a valid record (empty list when it is)."""
-    errors = []
-    if not item.get("title"):
-        errors.append("no_title")
-    if not (item.get("body") or item.get("images") or item.get("lead")):
-        errors.append("no_content")
-    published = item.get("published_at")
-    try:
-        if not published or datetime.fromisoformat(published).utcoffset() is None:
-            errors.append("unreadable_date")
-    except ValueError:
-        errors.append("unreadable_date")
-    if not item.get("article_id"):
-        errors.append("no_article_id")
-    if not item.get("warc"):
-        errors.append("no_warc_record")
-    return errors
+def quarantine_item(item: ArticleItem, violations: list[Violation]) -> QuarantineItem:
+    """The quarantine entry for an article item that breaks the schema."""
+    return QuarantineItem(
+        reason=quarantine_reason(violations),
+        url=item.get("url"),
+        article_id=item.get("article_id"),
+        detail="; ".join(str(v) for v in violations),
+        warc=item.get("warc"),
+        fetched_at=item.get("fetched_at"),
+        run_id=item.get("run_id"),
+    )
 
 
 class ValidatePipeline:
-    """Turns invalid :class:`ArticleItem` into :class:`QuarantineItem`; counts both
-    under ``newsarchive/validate/…`` stats."""
+    """Turns an :class:`ArticleItem` that breaks the schema (dedup's fields aside) into a
+    :class:`QuarantineItem`. Stats: ``newsarchive/validate/ok``,
+    ``newsarchive/validate/quarantined`` and ``newsarchive/validate/quarantine/<reason>``."""
 
     def __init__(self, stats):
         self.stats = stats
@@ -46,17 +57,43 @@ class ValidatePipeline:
     def process_item(self, item):
         if not isinstance(item, ArticleItem):
             return item
-        errors = validation_errors(item)
-        if not errors:
+        violations = validation_errors(item)
+        if not violations:
             self.stats.inc_value("newsarchive/validate/ok")
             return item
+        quarantined = quarantine_item(item, violations)
         self.stats.inc_value("newsarchive/validate/quarantined")
-        return QuarantineItem(
-            reason=errors[0],
-            url=item.get("url"),
-            article_id=item.get("article_id"),
-            detail=", ".join(errors),
-            warc=item.get("warc"),
-            fetched_at=item.get("fetched_at"),
-            run_id=item.get("run_id"),
-        )
+        self.stats.inc_value(f"newsarchive/validate/quarantine/{quarantined['reason']}")
+        return quarantined
+
+
+class RecordGatePipeline:
+    """Last check before publishing: an :class:`ArticleItem` that will be published as a
+    record (dedup status ``new`` or ``updated``; duplicates only add a URL to a record)
+    must validate against the complete record schema, else it is quarantined. Stats:
+    ``newsarchive/validate/record_ok``, ``newsarchive/validate/record_quarantined`` and
+    ``newsarchive/validate/quarantine/<reason>``."""
+
+    def __init__(self, stats, site: str):
+        self.stats = stats
+        self.site = site
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler.stats, crawler.settings.get("NEWSARCHIVE_SITE", "baotuyenquang"))
+
+    def process_item(self, item):
+        if not isinstance(item, ArticleItem):
+            return item
+        if (item.get("dedup") or {}).get("status") == "duplicate":
+            return item
+        record = record_of(item)
+        record.setdefault("site", self.site)  # the publisher stamps the site
+        violations = validate_record(record)
+        if not violations:
+            self.stats.inc_value("newsarchive/validate/record_ok")
+            return item
+        quarantined = quarantine_item(item, violations)
+        self.stats.inc_value("newsarchive/validate/record_quarantined")
+        self.stats.inc_value(f"newsarchive/validate/quarantine/{quarantined['reason']}")
+        return quarantined

@@ -5,14 +5,17 @@ server, checked against the gold."""
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
+from crawler.schema import RECORD_FIELDS, validate_record
 from tests.conftest import load_expected, load_gold, read_jsonl_gz, run_newsarchive, s3_client
 
 GOLD = load_gold()
@@ -74,6 +77,27 @@ def test_seed_article_equals_gold_field_by_field(local_crawl):
     assert sorted(record["urls"]) == sorted(gold["urls_seen"])
 
 
+def test_every_published_record_validates_against_the_schema(local_crawl):
+    """schemas/article.schema.json, complete, on what the crawl really published; text
+    and word_count agree with the body."""
+    _, store, _, _ = local_crawl
+    records = dataset_records(store)
+    assert len(records) == 26
+    for record in records:
+        assert validate_record(record) == [], record["article_id"]
+        assert list(record) == sorted(RECORD_FIELDS)  # every field, nothing else
+        assert record["text"] == "\n\n".join(record["body"])
+        assert record["word_count"] == len(record["text"].split())
+        assert record["extracted_by"]["title"] == "profile"
+    seed = next(r for r in records if r["article_id"] == SEED_ID)
+    assert seed["word_count"] == len(" ".join(GOLD[SEED_ID]["body"]).split()) == 572
+    # The seed's JSON-LD says dateModified == datePublished: not modified since then.
+    assert seed["modified_at"] == seed["published_at"] == "2019-10-17T22:56:00+07:00"
+    assert seed["extracted_by"]["modified_at"] == "json-ld"
+    assert seed["near_duplicate_of"] is None and seed["previous_sha256"] is None
+    assert seed["version"] == 1 and seed["site"] == "baotuyenquang"
+
+
 def test_one_article_under_five_urls_is_one_record(local_crawl):
     _, store, _, _ = local_crawl
     records = [r for r in dataset_records(store) if r["article_id"] == "132450"]
@@ -105,6 +129,15 @@ def test_quarantine_holds_truncated_and_empty_pages(local_crawl):
     got = sorted((e["url"], e["reason"]) for e in entries)
     assert got == sorted((q["url"], q["reason"]) for q in EXPECTED["quarantine"])
     assert all(e["warc"] and e["warc"]["length"] > 0 for e in entries)
+
+
+def test_run_report_counts_quarantine_by_reason(local_crawl):
+    _, _, state, _ = local_crawl
+    (report_file,) = (state / "runs").glob("*.json")
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    expected = Counter(q["reason"] for q in EXPECTED["quarantine"])
+    assert report["articles"]["quarantine_reasons"] == dict(expected) == {"empty_body": 1, "truncated_body": 1}
+    assert report["articles"]["quarantined"] == 2
 
 
 def test_nothing_in_the_never_fetch_set_was_requested(local_crawl):

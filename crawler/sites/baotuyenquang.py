@@ -21,15 +21,8 @@ from typing import Any
 
 from crawler.bylines import parse_byline
 from crawler.dates import parse_vn_datetime
-from crawler.sites.base import (
-    Block,
-    Doc,
-    SiteProfile,
-    clean_text,
-    flatten_blocks,
-    image_src,
-    node_text,
-)
+from crawler.sites.base import Doc, SiteProfile, Unreadable
+from crawler.sites.html import Block, clean_text, flatten_blocks, image_src, node_text
 
 __all__ = ["BaoTuyenQuang"]
 
@@ -86,6 +79,7 @@ class BaoTuyenQuang(SiteProfile):
     SAPO = ("div.detail-main div.sapo-detail", "div.sapo-detail", "div.m-sapo")
     CONTENT = ("div.detail-main div.content-detail", "div.content-detail", "div.m-content")
     TAGS = ("div.box-tags a", "div.m-tags .tag")
+    TAG_BOX = ("div.box-tags", "div.m-tags")
     BREADCRUMB = ("div.breadcrumb [itemprop=name]", "div.m-breadcrumb a")
     HOME_LABELS = frozenset({"trang chủ", "home"})
 
@@ -109,36 +103,48 @@ class BaoTuyenQuang(SiteProfile):
 
     # ---------------------------------------------------------------- fields
 
-    def title(self, doc: Doc) -> str:
-        """Visible ``h1`` (``h1.title-detail`` / ``h1.m-title``); JSON-LD/og:title are not
-        used (F26). Empty string if missing (extraction then quarantines ``no_title``)."""
+    def title(self, doc: Doc) -> str | None:
+        """Visible ``h1`` (``h1.title-detail`` / ``h1.m-title``); JSON-LD/og:title only
+        when the page has no (or an empty) headline (F26)."""
         el = doc.first(self.TITLE)
-        return clean_text(el) if el is not None else ""
+        return (clean_text(el) or None) if el is not None else None
 
-    def published_at(self, doc: Doc) -> str | None:
+    def published_at(self, doc: Doc) -> str | Unreadable | None:
         """``Ngày xuất bản`` line parsed with :func:`crawler.dates.parse_vn_datetime`
-        (12-hour SA/CH clock, F25), ISO 8601 +07:00; None if missing or unreadable."""
+        (12-hour SA/CH clock, F25), ISO 8601 +07:00. A date line that cannot be read is
+        :class:`Unreadable` (reported, never taken from JSON-LD instead, F25/F26); None
+        when the page has no date line."""
         el = doc.first(self.DATE)
-        return parse_vn_datetime(clean_text(el)) if el is not None else None
+        if el is None:
+            return None
+        text = clean_text(el)
+        return parse_vn_datetime(text) or Unreadable(text)
 
     def lead(self, doc: Doc) -> str | None:
         """Sapo text; if the sapo block is empty, a wholly bold first content paragraph
-        (F22). None when there is neither."""
-        sapo = self._sapo(doc)
-        return sapo or self._content(doc).lead_from_body
+        (F22); ``""`` (no lead) when the page has a sapo block and neither."""
+        sapo_el = doc.first(self.SAPO)
+        lead = self._sapo(doc) or self._content(doc).lead_from_body
+        if lead:
+            return lead
+        return "" if sapo_el is not None else None
 
-    def body(self, doc: Doc) -> list[str]:
+    def body(self, doc: Doc) -> list[str] | None:
         """Content paragraphs in order (see module docstring for what is excluded)."""
-        return list(self._content(doc).body)
+        return list(self._content(doc).body) if self._has_content(doc) else None
 
-    def authors_source(self, doc: Doc) -> tuple[list[str], str | None]:
-        """From the byline paragraph via :func:`crawler.bylines.parse_byline` (F24)."""
-        return parse_byline(self._content(doc).byline)
+    def authors_source(self, doc: Doc) -> tuple[list[str], str | None] | None:
+        """From the byline paragraph via :func:`crawler.bylines.parse_byline` (F24);
+        None when the content has no byline paragraph."""
+        byline = self._content(doc).byline
+        return parse_byline(byline) if byline else None
 
-    def images(self, doc: Doc, url: str) -> list[dict]:
+    def images(self, doc: Doc, url: str) -> list[dict] | None:
         """Content images ``{"url", "caption"}`` in order: table captions
         (``td.image_desc``), ``figcaption``, or the centred italic paragraph after an
         image-only paragraph (F21); absolute https URLs on the main host (F28)."""
+        if not self._has_content(doc):
+            return None
         base = self.base_url(doc, url)
         out: list[dict] = []
         seen: set[str] = set()
@@ -149,8 +155,11 @@ class BaoTuyenQuang(SiteProfile):
                 out.append({"url": absolute, "caption": caption})
         return out
 
-    def tags(self, doc: Doc) -> list[str]:
-        """Tag box link texts (desktop) or ``span.tag`` texts (mobile), deduplicated."""
+    def tags(self, doc: Doc) -> list[str] | None:
+        """Tag box link texts (desktop) or ``span.tag`` texts (mobile), deduplicated;
+        None when the page has no tag box."""
+        if doc.first(self.TAG_BOX) is None:
+            return None
         out: list[str] = []
         for css in self.TAGS:
             for sel in doc.sel.css(css):
@@ -161,9 +170,9 @@ class BaoTuyenQuang(SiteProfile):
                 break
         return out
 
-    def section(self, doc: Doc) -> list[str]:
+    def section(self, doc: Doc) -> list[str] | None:
         """Breadcrumb names without the home item: ``[section, subsection]`` (F01: the
-        pipeline keeps the canonical page's value)."""
+        pipeline keeps the canonical page's value); None without a breadcrumb."""
         out: list[str] = []
         for css in self.BREADCRUMB:
             for sel in doc.sel.css(css):
@@ -172,9 +181,12 @@ class BaoTuyenQuang(SiteProfile):
                     out.append(t)
             if out:
                 break
-        return out
+        return out or None
 
     # ---------------------------------------------------------------- content walk
+
+    def _has_content(self, doc: Doc) -> bool:
+        return doc.first(self.CONTENT) is not None
 
     def _sapo(self, doc: Doc) -> str:
         el = doc.first(self.SAPO)

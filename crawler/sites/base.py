@@ -3,20 +3,26 @@
 A profile is a pure description of one news site: which hosts belong to it, how its URLs are
 canonicalised, which URLs are articles, and one method per record field that reads that
 field from a parsed page. No Scrapy objects anywhere: input is ``(url, html)`` and output
-is plain dicts/lists/strings, so the same code serves the spider, offline re-extraction
-from WARCs and the tests.
+is plain dicts/lists/strings, so the same code serves the spider, ``newsarchive eval``,
+offline re-extraction from WARCs and the tests.
 
-This module also holds the small HTML helpers the site profiles share (visible text of a
-node, alignment/emphasis tests, flattening an article body into blocks, JSON-LD reading).
+A field method returns the field's value, the empty value of its type (``[]``, ``""``)
+when the page has the field's place but nothing in it, or ``None`` when the profile cannot
+find the field on this page at all; then the fallback chain
+(:mod:`crawler.sites.fallback`: JSON-LD, OpenGraph, ``<meta>``, trafilatura, htmldate)
+is asked. ``Unreadable(raw)`` says the page shows the field but it cannot be read (an
+unparseable date line): it is reported and not replaced by a guess. Which method produced
+each field is kept in the record's ``extracted_by``.
+
+HTML helpers (visible text, emphasis, body flattening) live in :mod:`crawler.sites.html`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, Callable, ClassVar, Iterable, Iterator
+from datetime import datetime
+from typing import Any, ClassVar, Iterable
 from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
 
 import parsel
@@ -24,26 +30,37 @@ from w3lib.url import canonicalize_url as w3lib_canonicalize_url
 from w3lib.url import safe_url_string
 
 from crawler.dates import parse_vn_datetime
+from crawler.sites.fallback import FallbackChain, ld_never_modified
+from crawler.sites.html import node_text
+from crawler.sites.metadata import json_ld_articles
 from crawler.text import is_nfc, normalize_text
 
 __all__ = [
     "SiteProfile",
     "Doc",
-    "Block",
-    "RECORD_FIELDS",
-    "node_text",
-    "clean_text",
-    "wholly",
-    "is_bold",
-    "is_italic",
-    "alignment",
-    "has_class",
-    "image_src",
-    "flatten_blocks",
+    "Unreadable",
+    "EXTRACTED_FIELDS",
+    "CONTENT_FIELDS",
 ]
 
-#: Keys of an article record, in the order the pipeline writes them.
-RECORD_FIELDS: tuple[str, ...] = (
+#: Content fields read from the page, each with an ``extracted_by`` entry.
+CONTENT_FIELDS: tuple[str, ...] = (
+    "title",
+    "lead",
+    "body",
+    "authors",
+    "source",
+    "published_at",
+    "modified_at",
+    "images",
+    "tags",
+    "section",
+    "language",
+)
+
+#: Keys of the record :meth:`SiteProfile.parse_fields` returns, in record order. The
+#: pipeline adds the rest of the dataset record (``crawler/items.py``).
+EXTRACTED_FIELDS: tuple[str, ...] = (
     "article_id",
     "canonical_url",
     "section",
@@ -53,265 +70,23 @@ RECORD_FIELDS: tuple[str, ...] = (
     "authors",
     "source",
     "published_at",
+    "modified_at",
     "images",
     "tags",
     "language",
+    "extracted_by",
 )
 
-# --------------------------------------------------------------------------------------
-# HTML helpers
-# --------------------------------------------------------------------------------------
-
-#: Elements whose content is never visible text.
-SKIP_TAGS = frozenset(
-    {"script", "style", "noscript", "template", "iframe", "object", "embed", "video",
-     "audio", "button", "select", "option", "textarea", "input", "svg", "map"}
-)
-#: Elements that start a new line when rendered; their text is separated by a space.
-BLOCK_TAGS = frozenset(
-    {"p", "div", "li", "td", "th", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
-     "figure", "figcaption", "section", "article", "table", "tbody", "thead", "tfoot",
-     "ul", "ol", "dl", "dt", "dd", "pre", "address", "header", "footer", "center", "main",
-     "aside", "nav", "caption", "hr"}
-)
-#: Block containers that may hold paragraphs (recursed into when they do).
-CONTAINER_TAGS = frozenset({"div", "section", "article", "blockquote", "center", "main", "span"})
-EMBED_TAGS = frozenset({"iframe", "video", "audio", "object", "embed"})
-_BLOCK_OR_EMBED = BLOCK_TAGS | EMBED_TAGS
-_HEADING_OR_PARA = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "address", "dd", "dt"})
-
-_ALIGN_RE = re.compile(r"text-align\s*:\s*(left|right|center|justify)", re.IGNORECASE)
-_BOLD_STYLE_RE = re.compile(r"font-weight\s*:\s*(bold|[6-9]00)", re.IGNORECASE)
-_ITALIC_STYLE_RE = re.compile(r"font-style\s*:\s*italic", re.IGNORECASE)
+_LIST_FIELDS = frozenset({"body", "authors", "images", "tags", "section"})
 
 
-def _tag(el: Any) -> str | None:
-    """Lower-case tag name, or None for comments/processing instructions."""
-    tag = el.tag
-    return tag.lower() if isinstance(tag, str) else None
+@dataclass(frozen=True)
+class Unreadable:
+    """Returned by a field method for a field the page shows but that cannot be read
+    (``raw``: the text as shown). The field is left empty and reported, never guessed
+    from another source."""
 
-
-def node_text(el: Any) -> str:
-    """Raw visible text of an lxml element (its tail excluded), not yet normalised.
-
-    ``<br>`` and block-level children become spaces so ``a<br>b`` does not read ``ab``;
-    script/style/iframe content and comments are skipped. Link text is kept.
-    """
-    parts: list[str] = []
-    _collect_text(el, parts, None)
-    return "".join(parts)
-
-
-def _collect_text(el: Any, parts: list[str], keep: Callable[[Any], bool] | None,
-                  inside: bool = False) -> None:
-    tag = _tag(el)
-    if tag is None or tag in SKIP_TAGS:
-        return
-    if tag == "br":
-        parts.append(" ")
-        return
-    now_inside = inside or (keep is not None and keep(el))
-    # With a ``keep`` predicate only text *outside* matching elements is collected.
-    emit = keep is None or not now_inside
-    block = tag in BLOCK_TAGS
-    if block:
-        parts.append(" ")
-    if el.text and emit:
-        parts.append(el.text)
-    for child in el:
-        _collect_text(child, parts, keep, now_inside)
-        if child.tail and emit:
-            parts.append(child.tail)
-    if block:
-        parts.append(" ")
-
-
-def clean_text(el: Any) -> str:
-    """Normalised visible text of an element (``normalize_text`` without re-decoding
-    entities: the HTML parser already decoded them)."""
-    return normalize_text(node_text(el), decode_entities=False)
-
-
-def wholly(el: Any, pred: Callable[[Any], bool]) -> bool:
-    """True if ``el`` has visible text and all of it sits inside elements matching ``pred``
-    (e.g. a paragraph that is entirely ``<strong>``)."""
-    if not clean_text(el):
-        return False
-    if pred(el):
-        return True
-    outside: list[str] = []
-    _collect_text(el, outside, pred)
-    return not normalize_text("".join(outside), decode_entities=False)
-
-
-def is_bold(el: Any) -> bool:
-    """``<b>``/``<strong>`` or an inline ``font-weight: bold|600+``."""
-    return _tag(el) in ("b", "strong") or bool(_BOLD_STYLE_RE.search(el.get("style") or ""))
-
-
-def is_italic(el: Any) -> bool:
-    """``<em>``/``<i>`` or an inline ``font-style: italic``."""
-    return _tag(el) in ("em", "i") or bool(_ITALIC_STYLE_RE.search(el.get("style") or ""))
-
-
-def has_class(el: Any, *names: str) -> bool:
-    """True if the element's class list contains any of ``names``."""
-    classes = (el.get("class") or "").split()
-    return any(n in classes for n in names)
-
-
-def alignment(el: Any) -> str | None:
-    """Horizontal alignment of a paragraph: ``left|right|center|justify`` or None.
-
-    Reads the element's ``style``/``align``; if it has none and only wraps a single element
-    (Word-paste ``<p><span><span>…``), the wrapper's alignment is used.
-    """
-    while el is not None:
-        m = _ALIGN_RE.search(el.get("style") or "")
-        if m:
-            return m.group(1).lower()
-        align = (el.get("align") or "").strip().lower()
-        if align in ("left", "right", "center", "justify"):
-            return align
-        children = [c for c in el if _tag(c) is not None]
-        if len(children) == 1 and not (el.text or "").strip() and not (children[0].tail or "").strip():
-            el = children[0]
-        else:
-            return None
-    return None
-
-
-def image_src(img: Any) -> str | None:
-    """The real image address of an ``<img>``: lazy-load attributes before ``src``."""
-    for attr in ("data-src", "data-original", "data-lazy-src", "src"):
-        v = (img.get(attr) or "").strip()
-        if v and not v.startswith("data:"):
-            return v
-    return None
-
-
-@dataclass
-class Block:
-    """One top-level unit of an article body after flattening.
-
-    ``kind``: ``"text"`` (paragraph, heading, leaf div, list item or a run of loose inline
-    content), ``"figure"``, ``"table"`` or ``"embed"`` (iframe/video). ``el`` is the lxml
-    element (``None`` for a loose run, whose nodes are in ``nodes``).
-    """
-
-    kind: str
-    el: Any = None
-    nodes: list[Any] = field(default_factory=list)
-
-    @cached_property
-    def text(self) -> str:
-        """Normalised visible text."""
-        if self.el is not None:
-            return clean_text(self.el)
-        raw = "".join(n if isinstance(n, str) else node_text(n) for n in self.nodes)
-        return normalize_text(raw, decode_entities=False)
-
-    @cached_property
-    def imgs(self) -> list[Any]:
-        """``<img>`` elements inside the block, in document order."""
-        if self.el is not None:
-            return [] if self.kind == "embed" else list(self.el.iter("img"))
-        out: list[Any] = []
-        for n in self.nodes:
-            if not isinstance(n, str):
-                out.extend(n.iter("img"))
-        return out
-
-    @cached_property
-    def empty(self) -> bool:
-        """Text block with no visible text and no image (e.g. ``<p>&nbsp;</p>``)."""
-        return self.kind == "text" and not self.text and not self.imgs
-
-    def _el_test(self, fn: Callable[[Any], Any]) -> Any:
-        return fn(self.el) if self.el is not None else None
-
-    @cached_property
-    def align(self) -> str | None:
-        return self._el_test(alignment)
-
-    @cached_property
-    def bold(self) -> bool:
-        return bool(self._el_test(lambda e: wholly(e, is_bold)))
-
-    @cached_property
-    def italic(self) -> bool:
-        return bool(self._el_test(lambda e: wholly(e, is_italic)))
-
-
-def flatten_blocks(container: Any, skip: Callable[[Any], bool]) -> list[Block]:
-    """Split an article body element into :class:`Block` s in document order.
-
-    Containers (``div`` etc.) that hold block-level children are recursed into; elements for
-    which ``skip(el)`` is true (related boxes, songs box, attachment box …) are dropped with
-    their content; inline content lying directly in a container is grouped into runs.
-    """
-    out: list[Block] = []
-    run: list[Any] = []
-
-    def flush() -> None:
-        if run:
-            out.append(Block("text", None, list(run)))
-            run.clear()
-
-    if container.text and container.text.strip():
-        run.append(container.text)
-    for child in container:
-        tag = _tag(child)
-        if tag is None or tag in ("script", "style", "noscript", "template", "input", "link", "meta"):
-            pass
-        elif skip(child):
-            flush()
-        elif tag in EMBED_TAGS or (tag == "div" and has_class(child, "embed-video", "video")):
-            flush()
-            out.append(Block("embed", child))
-        elif tag == "table":
-            flush()
-            out.append(Block("table", child))
-        elif tag == "figure":
-            flush()
-            out.append(Block("figure", child))
-        elif tag in ("ul", "ol", "dl"):
-            flush()
-            out.extend(flatten_blocks(child, skip))
-        elif tag in _HEADING_OR_PARA:
-            flush()
-            out.append(_leaf(child))
-        elif tag in CONTAINER_TAGS or tag in BLOCK_TAGS:
-            if _has_block_child(child):
-                flush()
-                out.extend(flatten_blocks(child, skip))
-            elif tag == "span":
-                run.append(child)  # inline span without blocks inside
-            else:
-                flush()
-                out.append(_leaf(child))
-        else:
-            run.append(child)  # inline: a, strong, em, img, br, font …
-        # Whitespace-only tails matter between inline nodes ("<b>A</b> <i>B</i>"), not
-        # between blocks.
-        if child.tail and (run or child.tail.strip()):
-            run.append(child.tail)
-    flush()
-    return out
-
-
-def _leaf(el: Any) -> Block:
-    """A paragraph-like element; one that only wraps a video player is an embed."""
-    if any(_tag(c) in EMBED_TAGS for c in el.iter()) and not clean_text(el):
-        return Block("embed", el)
-    return Block("text", el)
-
-
-def _has_block_child(el: Any) -> bool:
-    for c in el.iter():
-        if c is not el and _tag(c) in _BLOCK_OR_EMBED:
-            return True
-    return False
+    raw: str
 
 
 # --------------------------------------------------------------------------------------
@@ -324,14 +99,17 @@ class Doc:
     """One parsed page handed to the field methods.
 
     ``url``: URL the page was fetched from (identity, not necessarily canonical).
-    ``sel``: ``parsel.Selector`` over the document. ``warnings``: codes that field methods
-    add while reading (deduplicated by the caller). ``cache``: per-page memo for work that
-    several fields share (e.g. the body walk that yields body, images and byline).
+    ``html``: the decoded document. ``sel``: ``parsel.Selector`` over it. ``warnings``:
+    codes that field methods add while reading (deduplicated). ``problems``: field ->
+    what could not be read (e.g. an unparseable date line), for the quarantine detail.
+    ``cache``: per-page memo for work several fields share (the body walk, JSON-LD …).
     """
 
     url: str
     sel: parsel.Selector
+    html: str = ""
     warnings: list[str] = field(default_factory=list)
+    problems: dict[str, list[str]] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -342,13 +120,21 @@ class Doc:
         if code not in self.warnings:
             self.warnings.append(code)
 
+    def problem(self, field_name: str, detail: str) -> None:
+        """Record that ``field_name`` was shown but could not be read (``detail``)."""
+        found = self.problems.setdefault(field_name, [])
+        if detail not in found:
+            found.append(detail[:200])
+
     def first(self, selectors: Iterable[str]) -> Any | None:
-        """First lxml element matched by the first CSS selector that matches anything."""
-        for css in selectors:
-            found = self.sel.css(css)
-            if found:
-                return found[0].root
-        return None
+        """First lxml element matched by the first CSS selector that matches anything
+        (memoised per page: several fields look for the same template blocks)."""
+        key = ("first", tuple(selectors))
+        if key not in self.cache:
+            self.cache[key] = next(
+                (found[0].root for found in (self.sel.css(css) for css in key[1]) if found), None
+            )
+        return self.cache[key]
 
 
 # --------------------------------------------------------------------------------------
@@ -363,17 +149,18 @@ class SiteProfile:
     may fetch from; the first is the main host), ``host_aliases`` (host -> host it mirrors,
     e.g. the ``m.`` mobile host), ``start_urls``, ``language_default`` (record language when
     the page does not say), ``article_path_re`` (regex on the URL path with an ``id``
-    group), ``force_https``.
+    group), ``force_https``, ``url_decides_article``.
 
     URL methods: :meth:`canonicalize_url`, :meth:`strip_tracking`, :meth:`is_article_url`,
     :meth:`article_id`.
 
     Parsing: :meth:`parse_article` (``url, html -> record dict``; :meth:`parse_fields` also
-    returns the page warnings) calls one method per field
-    (``title(doc)``, ``published_at(doc)``, ``lead(doc)``, ``body(doc)``,
+    returns the page warnings) calls one method per field: ``title(doc)``,
+    ``published_at(doc)``, ``modified_at(doc)``, ``lead(doc)``, ``body(doc)``,
     ``authors_source(doc)``, ``images(doc, url)``, ``tags(doc)``, ``section(doc)``,
-    ``canonical_url(doc, url)``, ``language(doc)``). Site-specific fields raise
-    ``NotImplementedError`` here.
+    ``language(doc)``, ``canonical_url(doc, url)``. Here they all return ``None`` (not
+    found: the fallback chain decides), so a profile overrides only what its template
+    shows.
     """
 
     name: ClassVar[str] = ""
@@ -385,6 +172,12 @@ class SiteProfile:
     #: The site's hosts serve https only: an ``http://`` link to them names the https page
     #: (read by the spider when scheduling; canonical URLs are always https regardless).
     force_https: ClassVar[bool] = False
+    #: True when :meth:`is_article_url` is exact (a page at an article URL that is not an
+    #: article is a fault worth quarantining). False for heuristic URL rules (the generic
+    #: profile), where the page itself decides and a non-article page is simply skipped.
+    url_decides_article: ClassVar[bool] = True
+    #: Secondary sources for fields the profile does not find.
+    fallback: ClassVar[FallbackChain] = FallbackChain()
 
     #: Query parameters that only track where a click came from (exact names, lower-case).
     tracking_params: ClassVar[frozenset[str]] = frozenset(
@@ -503,14 +296,14 @@ class SiteProfile:
     def parse_document(self, url: str, html: str) -> Doc:
         """Parse decoded HTML into a :class:`Doc` (lxml via parsel). May raise on input
         lxml cannot handle; :func:`crawler.extract.extract_article` catches that."""
-        return Doc(url=url, sel=parsel.Selector(text=html, type="html"))
+        return Doc(url=url, sel=parsel.Selector(text=html, type="html"), html=html)
 
     def is_article_page(self, doc: Doc) -> bool:
         """True if the page uses an article template of this site."""
         raise NotImplementedError
 
     def parse_article(self, url: str, html: str) -> dict:
-        """Record dict (keys :data:`RECORD_FIELDS`) for one article page.
+        """Record dict (keys :data:`EXTRACTED_FIELDS`) for one article page.
 
         Pure function of its inputs; page-level warnings are dropped here — use
         :meth:`parse_fields` (or :func:`crawler.extract.extract_article`) to get them.
@@ -518,51 +311,106 @@ class SiteProfile:
         return self.parse_fields(self.parse_document(url, html))[0]
 
     def parse_fields(self, doc: Doc) -> tuple[dict, list[str]]:
-        """Run every field method; return ``(record, warnings)``."""
+        """Run every field method, then the fallback chain for the fields the profile
+        did not find; return ``(record, warnings)``.
+
+        Strings that come out empty are ``None``; lists that nobody found are ``[]``; a
+        language nobody found is ``language_default`` (``extracted_by`` ``"default"``).
+        ``extracted_by[field]`` is the method that answered (``"profile"`` also for an
+        empty value the profile read, e.g. a photo-only article's ``[]`` body), ``None``
+        when nothing did. ``doc.problems`` lists what was shown but unreadable.
+        """
         canonical = self.canonical_url(doc, doc.url)
-        authors, source = self.authors_source(doc)
-        record = {
+        record: dict[str, Any] = {
             "article_id": self.article_id(canonical) or self.article_id(doc.url),
             "canonical_url": canonical,
-            "section": self.section(doc),
-            "title": self.title(doc),
-            "lead": self.lead(doc),
-            "body": self.body(doc),
-            "authors": authors,
-            "source": source,
-            "published_at": self.published_at(doc),
-            "images": self.images(doc, doc.url),
-            "tags": self.tags(doc),
-            "language": self.language(doc),
         }
-        self.check(doc, record)
-        return record, list(doc.warnings)
+        by: dict[str, str | None] = {}
+        getters = (
+            ("title", self.title), ("published_at", self.published_at),
+            ("modified_at", self.modified_at), ("lead", self.lead),
+            ("authors", self.authors_source), ("images", lambda d: self.images(d, d.url)),
+            ("body", self.body), ("tags", self.tags),
+            ("section", self.section), ("language", self.language),
+        )
+        for name, getter in getters:
+            value, method = getter(doc), "profile"
+            if isinstance(value, Unreadable):
+                doc.problem(name, f"page: {value.raw!r}")
+                value, method = None, None
+            elif value is None:
+                value, method = self.fallback.field(name, doc, self, record)
+            if name == "authors":
+                authors, source = value if value is not None else ([], None)
+                record["authors"], record["source"] = list(authors), source or None
+                by["authors"] = by["source"] = method
+                continue
+            if name in _LIST_FIELDS:
+                value = list(value or [])
+            elif name == "language" and not value:
+                value, method = self.language_default, "default"
+            elif not value:
+                value = None
+            record[name] = value
+            by[name] = method
+        self.reconcile(doc, record, by)
+        record["extracted_by"] = {f: by.get(f) for f in CONTENT_FIELDS}
+        ordered = {k: record.get(k) for k in EXTRACTED_FIELDS}
+        self.check(doc, ordered)
+        return ordered, list(doc.warnings)
 
-    # Field methods. Site profiles override the ones that depend on the template.
+    def reconcile(self, doc: Doc, record: dict, by: dict) -> None:
+        """Make dates from different sources agree.
 
-    def title(self, doc: Doc) -> str:
-        raise NotImplementedError
+        A JSON-LD ``dateModified`` equal to its ``datePublished`` means "not modified
+        since publication": ``modified_at`` is then the record's ``published_at`` (the
+        page's clock wins, F26). A ``modified_at`` before ``published_at`` cannot be
+        right: it is dropped with the warning ``modified_before_published``.
+        """
+        published, modified = record.get("published_at"), record.get("modified_at")
+        if not (published and modified):
+            return
+        if by.get("modified_at") == "json-ld" and ld_never_modified(doc):
+            record["modified_at"] = published
+        elif datetime.fromisoformat(modified) < datetime.fromisoformat(published):
+            doc.warn("modified_before_published")
+            record["modified_at"] = None
+            by["modified_at"] = None
 
-    def published_at(self, doc: Doc) -> str | None:
-        raise NotImplementedError
+    # Field methods. Site profiles override the ones their template shows; ``None``
+    # hands the field to the fallback chain.
+
+    def title(self, doc: Doc) -> str | None:
+        return None
+
+    def published_at(self, doc: Doc) -> str | Unreadable | None:
+        return None
+
+    def modified_at(self, doc: Doc) -> str | Unreadable | None:
+        return None
 
     def lead(self, doc: Doc) -> str | None:
-        raise NotImplementedError
+        return None
 
-    def body(self, doc: Doc) -> list[str]:
-        raise NotImplementedError
+    def body(self, doc: Doc) -> list[str] | None:
+        return None
 
-    def authors_source(self, doc: Doc) -> tuple[list[str], str | None]:
-        raise NotImplementedError
+    def authors_source(self, doc: Doc) -> tuple[list[str], str | None] | None:
+        return None
 
-    def images(self, doc: Doc, url: str) -> list[dict]:
-        raise NotImplementedError
+    def images(self, doc: Doc, url: str) -> list[dict] | None:
+        return None
 
-    def tags(self, doc: Doc) -> list[str]:
-        raise NotImplementedError
+    def tags(self, doc: Doc) -> list[str] | None:
+        return None
 
-    def section(self, doc: Doc) -> list[str]:
-        raise NotImplementedError
+    def section(self, doc: Doc) -> list[str] | None:
+        return None
+
+    def is_same_site(self, host: str, page_url: str) -> bool:
+        """May a canonical link on ``page_url`` point at ``host``? The profile's own
+        hosts (a canonical elsewhere is ignored, ``canonical_offsite``)."""
+        return self.is_own_host(host)
 
     def canonical_url(self, doc: Doc, url: str) -> str:
         """The page's ``<link rel="canonical">`` with scheme forced to https (warning
@@ -570,9 +418,10 @@ class SiteProfile:
         without a usable canonical, the fetched URL without tracking parameters (F06).
 
         A canonical on a foreign host (``canonical_offsite``) or one that is not an article
-        URL while the fetched URL is (``canonical_not_article``) is ignored.
+        URL while the fetched URL is (``canonical_not_article``) is ignored. The result
+        is a URI (``safe_url_string``: spaces and non-ASCII percent-encoded).
         """
-        fallback = self.to_main_host(self.strip_tracking(url))
+        fallback = safe_url_string(self.to_main_host(self.strip_tracking(url)))
         hrefs = doc.sel.xpath(
             "//link[contains(concat(' ', normalize-space(translate(@rel, "
             "'CANONIL', 'canonil')), ' '), ' canonical ')]/@href"
@@ -582,18 +431,22 @@ class SiteProfile:
             return fallback
         absolute = urljoin(url, href)
         p = urlsplit(absolute)
-        if p.scheme.lower() not in ("http", "https") or not self.is_own_host(p.hostname or ""):
+        try:
+            host = p.hostname or ""
+        except ValueError:
+            host = ""
+        if p.scheme.lower() not in ("http", "https") or not self.is_same_site(host, url):
             doc.warn("canonical_offsite")
             return fallback
-        if p.scheme.lower() == "http":
+        if p.scheme.lower() == "http" and self.force_https:
             doc.warn("canonical_uses_http")
-        canonical = self.to_main_host(self.strip_tracking(absolute))
+        canonical = safe_url_string(self.to_main_host(self.strip_tracking(absolute)))
         if self.article_id(canonical) is None and self.article_id(url) is not None:
             doc.warn("canonical_not_article")
             return fallback
         return canonical
 
-    def language(self, doc: Doc) -> str:
+    def language(self, doc: Doc) -> str | None:
         """Primary subtag of ``<html lang>`` (``vi-VN`` -> ``vi``), else the site default."""
         lang = (doc.sel.xpath("/html/@lang").get() or "").strip().lower()
         primary = re.split(r"[-_]", lang)[0] if lang else ""
@@ -601,54 +454,48 @@ class SiteProfile:
 
     def absolute_image_url(self, src: str, base: str) -> str | None:
         """Absolute image address: resolved against ``base``; on the site's own hosts forced
-        to ``https://<main host>/…`` (F28: relative, protocol-relative and absolute forms)."""
-        absolute = urljoin(base, src.strip())
-        if urlsplit(absolute).scheme.lower() not in ("http", "https"):
+        to ``https://<main host>/…`` (F28: relative, protocol-relative and absolute forms).
+        None for non-HTTP(S) sources and unparseable addresses."""
+        try:
+            absolute = urljoin(base, src.strip())
+            if urlsplit(absolute).scheme.lower() not in ("http", "https") or not urlsplit(absolute).hostname:
+                return None
+            return safe_url_string(self.to_main_host(absolute))
+        except ValueError:
             return None
-        return safe_url_string(self.to_main_host(absolute))
 
     def base_url(self, doc: Doc, url: str) -> str:
         """``<base href>`` if the page sets one, else the page URL."""
         href = doc.sel.xpath("//head/base/@href").get()
-        return urljoin(url, href.strip()) if href and href.strip() else url
+        try:
+            return urljoin(url, href.strip()) if href and href.strip() else url
+        except ValueError:
+            return url
 
     # ---------------------------------------------------------------- consistency checks
 
     def json_ld(self, doc: Doc) -> list[dict]:
         """Article objects from ``application/ld+json`` scripts (``NewsArticle`` and
-        friends, ``@graph`` flattened). Unparseable JSON adds ``invalid_json_ld`` and is
-        skipped: JSON-LD is never authoritative (F26)."""
-        if "json_ld" in doc.cache:
-            return doc.cache["json_ld"]
-        found: list[dict] = []
-        for raw in doc.sel.xpath(
-            "//script[translate(@type, 'APLICTONJSD+', 'aplictonjsd+')='application/ld+json']/text()"
-        ).getall():
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                doc.warn("invalid_json_ld")
-                continue
-            for obj in _iter_ld(data):
-                types = obj.get("@type")
-                types = types if isinstance(types, list) else [types]
-                if any(isinstance(t, str) and t.endswith("Article") for t in types):
-                    found.append(obj)
-        doc.cache["json_ld"] = found
-        return found
+        friends, ``@graph`` flattened; :func:`crawler.sites.metadata.json_ld_articles`).
+        Not strict JSON adds ``invalid_json_ld``: JSON-LD is never authoritative (F26)."""
+        return json_ld_articles(doc)
 
     def check(self, doc: Doc, record: dict) -> None:
         """Cross-check the record against secondary sources; only adds warnings.
 
         ``json_ld_date_disagrees_with_page`` / ``json_ld_headline_disagrees_with_page``
-        (F04, F26) and ``text_in_nfd`` (F07).
+        (F04, F26; only when the field came from the page) and ``text_in_nfd`` (F07).
         """
+        by = record.get("extracted_by") or {}
         for obj in self.json_ld(doc):
-            ld_date = parse_vn_datetime(obj.get("datePublished")) if isinstance(obj.get("datePublished"), str) else None
-            if ld_date and record.get("published_at") and ld_date != record["published_at"]:
+            raw_date = obj.get("datePublished")
+            ld_date = parse_vn_datetime(raw_date) if isinstance(raw_date, str) else None
+            if (ld_date and record.get("published_at") and by.get("published_at") == "profile"
+                    and ld_date != record["published_at"]):
                 doc.warn("json_ld_date_disagrees_with_page")
             headline = obj.get("headline")
-            if isinstance(headline, str) and record.get("title") and normalize_text(headline) != record["title"]:
+            if (isinstance(headline, str) and record.get("title") and by.get("title") == "profile"
+                    and normalize_text(headline) != record["title"]):
                 doc.warn("json_ld_headline_disagrees_with_page")
         raw = self.raw_article_text(doc)
         if raw and not is_nfc(raw):
@@ -657,14 +504,3 @@ class SiteProfile:
     def raw_article_text(self, doc: Doc) -> str:
         """Unnormalised text of the article area (for encoding/normalisation checks)."""
         return node_text(doc.root)
-
-
-def _iter_ld(data: Any) -> Iterator[dict]:
-    if isinstance(data, list):
-        for item in data:
-            yield from _iter_ld(item)
-    elif isinstance(data, dict):
-        yield data
-        graph = data.get("@graph")
-        if graph is not None:
-            yield from _iter_ld(graph)

@@ -62,7 +62,9 @@ class PortalSpider(scrapy.Spider):
         spider.site = spider.site or s.get("NEWSARCHIVE_SITE", "baotuyenquang")
         spider.profile = get_profile(spider.site)
         spider.start_urls = spider._start_urls_arg or list(spider.profile.start_urls)
-        spider.allowed_domains = spider._allowed_domains_arg or list(spider.profile.hosts)
+        # A profile without hosts of its own (generic) stays on the start URLs' hosts.
+        spider.allowed_domains = (spider._allowed_domains_arg or list(spider.profile.hosts)
+                                  or sorted({urlsplit(u).hostname for u in spider.start_urls} - {None}))
         spider.run_id = s.get("NEWSARCHIVE_RUN_ID", "manual")
         # <a>/<area> links, plus <link rel="alternate"> (RSS feeds, the mobile
         # copy); never <link rel="canonical">: it names a page, it does not link one,
@@ -125,7 +127,9 @@ class PortalSpider(scrapy.Spider):
             yield from self.parse_sitemap(response)
             return
         if self.profile.is_article_url(url):
-            yield self.article(response)
+            item = self.article(response)
+            if item is not None:
+                yield item
         if isinstance(response, scrapy.http.HtmlResponse):
             for extractor in (self.links, self.alternates):
                 for link in extractor.extract_links(response):
@@ -154,9 +158,11 @@ class PortalSpider(scrapy.Spider):
             if link.text and link.text.strip():
                 yield scrapy.Request(self.request_url(urljoin(response.url, link.text.strip())), callback=self.parse)
 
-    def article(self, response) -> ArticleItem | QuarantineItem:
+    def article(self, response) -> ArticleItem | QuarantineItem | None:
         """The item for an article page: parsed by the profile, with the page's WARC
-        pointer; a page the profile cannot turn into a record is quarantined."""
+        pointer; a page the profile cannot turn into a record is quarantined. None for a
+        page that is not an article when the profile's URL rule is only a guess
+        (``url_decides_article`` False, the generic profile): counted, not quarantined."""
         fetched_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         pointer = response.meta.get("warc")
         warc = None
@@ -166,13 +172,16 @@ class PortalSpider(scrapy.Spider):
         result = extract_article(self.profile, response.url, response.body, ctype)
         for warning in result.warnings:
             self.crawler.stats.inc_value(f"newsarchive/extract/warning/{warning}")
+        if result.quarantine == "not_an_article" and not self.profile.url_decides_article:
+            self.crawler.stats.inc_value("newsarchive/extract/not_an_article_page")
+            return None
         if result.record is None:
             self.crawler.stats.inc_value(f"newsarchive/extract/quarantine/{result.quarantine}")
             return QuarantineItem(
                 reason=result.quarantine,
                 url=response.url,
                 article_id=self.profile.article_id(response.url),
-                detail="; ".join(result.warnings) or None,
+                detail=result.detail,
                 warc=warc,
                 fetched_at=fetched_at,
                 run_id=self.run_id,
