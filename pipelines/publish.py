@@ -34,7 +34,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from twisted.internet import task
+from scrapy.utils.defer import deferred_from_coro
+from twisted.internet import reactor, task
 
 from crawler.dataset.batches import build_batch
 from crawler.dataset.publisher import DatasetPublisher, DrainResult, RunFinalized
@@ -135,8 +136,15 @@ class PublishPipeline:
         self.publisher = DatasetPublisher(self.store, self.spool)
         try:
             await asyncio.wrap_future(self._worker.submit(self.publisher.check_run_open, self.run_id))
-        except RunFinalized:
-            raise
+        except RunFinalized as exc:
+            # Its manifest is immutable: nothing can join that run. Stop the crawl
+            # (finish reason below, exit code 1) instead of crawling for nothing.
+            logger.error("%s; start a crawl with another --run-id", exc)
+            self.failed = True
+            self.stats.set_value("newsarchive/publish/run_already_published", self.run_id)
+            reactor.callLater(0, lambda: deferred_from_coro(
+                self.crawler.engine.close_spider_async(reason="run_already_published")))
+            return
         except StoreError as exc:  # unreachable: the drain below counts it; the crawl spools
             logger.warning("cannot ask the store about run %s: %s", self.run_id, exc)
         self.batch = self.spool.start_run(self.run_id, _now())
@@ -155,7 +163,7 @@ class PublishPipeline:
         for the uploads and writes the run's manifest."""
         if self._timer is not None and self._timer.running:
             self._timer.stop()
-        if self.spool is None:  # open_spider failed (e.g. run already finalized)
+        if self.spool is None or self.stats.get_value("newsarchive/publish/run_already_published"):
             self._worker.shutdown(wait=False)
             return None
         self.flush(final=True)

@@ -165,7 +165,8 @@ def verify(store: Store) -> VerifyReport:
     latest = read_latest(store)
     if latest is None and manifest_shas:
         problems.append("_latest is missing")
-    elif latest is not None and manifest_shas.get(latest.get("manifest")) != latest.get("sha256"):
+    elif latest is not None and (latest.get("manifest") not in manifest_shas
+                                 or manifest_shas[latest["manifest"]] != latest.get("sha256")):
         problems.append(f"_latest names {latest.get('manifest')} with sha256 {latest.get('sha256')}, not in the store")
     report.unlisted = sorted(
         k for k in store.list(DATASET_PREFIX) if parse_dataset_key(k) is not None and k not in listed
