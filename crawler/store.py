@@ -109,6 +109,8 @@ class Store:
         raise NotImplementedError
 
     def exists(self, key: str) -> bool:
+        """Whether an object is at ``key``. Raises StoreError when the store
+        cannot be asked (unreachable is not absent)."""
         raise NotImplementedError
 
     def describe(self, key: str) -> str:
@@ -411,13 +413,18 @@ class S3Store(Store):
         return sorted(keys)
 
     def exists(self, key):
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
             return True
-        except ClientError:
-            return False
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (404, 403):  # 403: no s3:ListBucket permission, S3's answer for a missing key
+                return False
+            raise self._error("head", key, exc) from exc
+        except BotoCoreError as exc:  # unreachable: not the same as "absent"
+            raise self._error("head", key, exc) from exc
 
     def describe(self, key):
         return f"s3://{self.bucket}/{self._key(key)}"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -83,14 +84,17 @@ class PublishPipeline:
     ``NEWSARCHIVE_SITE`` and the S3 options of :func:`crawler.store.store_options`.
     :attr:`written` lists this run's dataset, quarantine and manifest keys."""
 
-    def __init__(self, crawler, store, spool_dir: Path, run_id: str, batch_size: int, batch_seconds: float,
-                 retry_seconds: float, site: str):
+    def __init__(self, store, run_id: str, batch_size: int, site: str, stats, *, crawler=None,
+                 spool_dir: Path | None = None, batch_seconds: float = 60.0, retry_seconds: float = 300.0,
+                 store_options: dict | None = None):
+        """``store``: a store URL (opened in :meth:`open_spider`) or a Store."""
         if batch_size < 1 or batch_seconds <= 0:
             raise ValueError("NEWSARCHIVE_BATCH_SIZE must be >= 1 and NEWSARCHIVE_BATCH_SECONDS > 0")
         self.crawler = crawler
-        self.stats = crawler.stats
+        self.stats = stats
         self.store = store
-        self.spool_dir = spool_dir
+        self.store_options = store_options or {}
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else Path("state") / "spool"
         self.run_id = run_id
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
@@ -116,14 +120,16 @@ class PublishPipeline:
     def from_crawler(cls, crawler):
         s = crawler.settings
         pipeline = cls(
-            crawler,
-            open_store(s.get("NEWSARCHIVE_STORE", "archive"), **store_options(s)),
-            Path(s.get("NEWSARCHIVE_STATE_DIR", "state")) / "spool",
+            s.get("NEWSARCHIVE_STORE", "archive"),
             s.get("NEWSARCHIVE_RUN_ID", "manual"),
             s.getint("NEWSARCHIVE_BATCH_SIZE", 500),
-            s.getfloat("NEWSARCHIVE_BATCH_SECONDS", 60.0),
-            s.getfloat("NEWSARCHIVE_STORE_RETRY_SECONDS", 300.0),
             s.get("NEWSARCHIVE_SITE", "baotuyenquang"),
+            crawler.stats,
+            crawler=crawler,
+            spool_dir=Path(s.get("NEWSARCHIVE_STATE_DIR", "state")) / "spool",
+            batch_seconds=s.getfloat("NEWSARCHIVE_BATCH_SECONDS", 60.0),
+            retry_seconds=s.getfloat("NEWSARCHIVE_STORE_RETRY_SECONDS", 300.0),
+            store_options=store_options(s),
         )
         crawler.newsarchive_publisher = pipeline
         return pipeline
@@ -132,6 +138,8 @@ class PublishPipeline:
     async def open_spider(self):
         """Open the run in the spool, then drain what earlier runs left there
         (before this run adds anything) and finalize runs that are over."""
+        if isinstance(self.store, (str, os.PathLike)):
+            self.store = open_store(self.store, **self.store_options)
         self.spool = Spool(self.spool_dir)
         self.publisher = DatasetPublisher(self.store, self.spool)
         try:
@@ -251,15 +259,16 @@ class PublishPipeline:
         if built.rejected:
             self.stats.inc_value("newsarchive/publish/schema_rejected", built.rejected)
             logger.error("%d record(s) did not fit the dataset schema; quarantined", built.rejected)
-        try:
-            self.spool.stage(self.run_id, self.batch, built.objects, keys)
-        except SpoolError as exc:
-            # Nothing is marked published, so the next run emits these articles again.
-            self.failed = True
-            self.stats.inc_value("newsarchive/publish/errors")
-            logger.error("publishing stops for this run: %s", exc)
-            return
-        self._mark_published(keys)
+        with self.spool.lock:  # no drain sees the batch before its articles are marked
+            try:
+                self.spool.stage(self.run_id, self.batch, built.objects, keys)
+            except SpoolError as exc:
+                # Nothing is marked published, so the next run emits these articles again.
+                self.failed = True
+                self.stats.inc_value("newsarchive/publish/errors")
+                logger.error("publishing stops for this run: %s", exc)
+                return
+            self._mark_published(keys)
         for k in keys:
             del self.records[k]
             del self.page_rank[k]

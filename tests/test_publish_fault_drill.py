@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from crawler.dataset.spool import Spool
 from tests.conftest import BIN, PORTAL, ROOT, free_port, load_expected, s3_client
 from tests.replica.server import ReplicaServer
 
@@ -135,11 +136,11 @@ def drill(tmp_path):
     moto.wait(timeout=10)
 
 
-def crawl(drill, *extra) -> subprocess.Popen:
+def crawl(drill, *extra, store=STORE) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     proxy = drill["replica"].proxy_url
     env.update(drill["env"], http_proxy=proxy, https_proxy=proxy, no_proxy="127.0.0.1,localhost")
-    args = [str(BIN / "newsarchive"), "crawl", "--store", STORE, "--state-dir", str(drill["state"]),
+    args = [str(BIN / "newsarchive"), "crawl", "--store", store, "--state-dir", str(drill["state"]),
             "--batch-size", "3", "--batch-seconds", "1", "-s", "DOWNLOAD_DELAY=0", "-s", "LOG_LEVEL=WARNING",
             "-s", "NEWSARCHIVE_S3_MAX_ATTEMPTS=2", *extra]
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -154,10 +155,10 @@ def keys(client, prefix="na/") -> list[str]:
 
 def spooled_records(state: Path) -> list[tuple]:
     out = []
-    for meta in sorted((state / "spool").glob("*/batches/*/batch.json")):
-        for entry in json.loads(meta.read_text())["objects"]:
+    for pending in Spool(state / "spool").pending():
+        for entry in pending.entries:
             if entry["kind"] == "dataset" and entry["format"] == "parquet":
-                t = pq.read_table(meta.parent / entry["file"])
+                t = pq.read_table(pa.BufferReader(pending.data(entry)))
                 out += list(zip(t.column("article_id").to_pylist(), t.column("version").to_pylist()))
     return sorted(out)
 
@@ -226,3 +227,38 @@ def test_store_outage_mid_crawl_spools_exits_3_and_the_next_run_publishes_each_r
             versions[v["Key"]] = versions.get(v["Key"], 0) + 1
     versions.pop("na/dataset/articles/v1/_latest")
     assert {k: n for k, n in versions.items() if n != 1 and "/dataset/" in k} == {}
+
+
+def test_store_down_from_the_start_then_back(replica, moto_s3, tmp_path):
+    """The store is unreachable before the crawl even starts: the run still crawls,
+    spools everything and exits 3; the next run publishes it all."""
+    client = s3_client(moto_s3)
+    client.create_bucket(Bucket="late-store")
+    forwarder = Forwarder(free_port(), int(moto_s3["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]))
+    drill = {"env": {**moto_s3, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{forwarder.port}"},
+             "replica": replica, "state": tmp_path / "state"}
+    store = "s3://late-store/x"
+    replica.reset()
+    first = crawl(drill, "--batch-size", "500", store=store)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 3, err[-3000:]
+    assert "articles stored    0 " in err
+    assert client.list_objects_v2(Bucket="late-store").get("KeyCount") == 0
+    assert spooled_records(drill["state"]) and len(spooled_records(drill["state"])) == 26
+    forwarder.start()
+    try:
+        second = crawl(drill, store=store)
+        out, err = second.communicate(timeout=300)
+        assert second.returncode == 0, err[-3000:]
+    finally:
+        forwarder.stop()
+    ids = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket="late-store", Prefix="x/dataset/"):
+        for o in page.get("Contents", []):
+            if o["Key"].endswith(".parquet"):
+                body = client.get_object(Bucket="late-store", Key=o["Key"])["Body"].read()
+                t = pq.read_table(pa.BufferReader(body))
+                ids += zip(t.column("article_id").to_pylist(), t.column("version").to_pylist())
+    assert len(ids) == len(set(ids))
+    # The second pass may also bring the updated article's version 2 (F04).
+    assert sorted(i for i, v in ids if v == 1) == sorted(EXPECTED["article_ids"])

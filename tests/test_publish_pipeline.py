@@ -46,8 +46,9 @@ class Crawler:
 
 def make(tmp_path, store=None, batch_size=500, batch_seconds=60.0, run="R1"):
     store = store or FlakyStore(tmp_path / "archive")
-    p = PublishPipeline(Crawler(), store, tmp_path / "state" / "spool", run, batch_size, batch_seconds, 300.0,
-                        "baotuyenquang")
+    crawler = Crawler()
+    p = PublishPipeline(store, run, batch_size, "baotuyenquang", crawler.stats, crawler=crawler,
+                        spool_dir=tmp_path / "state" / "spool", batch_seconds=batch_seconds)
     # What open_spider does, without a reactor.
     p.spool = Spool(p.spool_dir)
     p.publisher = DatasetPublisher(store, p.spool)

@@ -119,7 +119,7 @@ def test_a_crash_at_any_point_of_an_upload_is_repaired_by_the_next_drain(env, cr
         store.put_new(entry["key"], pending.data(entry))
     if crash_after == "ledger":  # ledger written, batch folder not yet removed
         ledger = spool.root / "R1" / "committed.jsonl"
-        ledger.write_text("".join(json.dumps({k: v for k, v in e.items() if k not in ("file", "content_type")}) + "\n"
+        ledger.write_text("".join(json.dumps({k: v for k, v in e.items() if k not in ("offset", "content_type")}) + "\n"
                                   for e in pending.entries) + '{"torn')
     spool.finish_run("R1", "2026-11-29T10:01:00+00:00")
     result = publisher.drain(None)

@@ -146,4 +146,6 @@ def test_store_error_when_the_endpoint_is_down(tmp_path):
     with pytest.raises(StoreError, match="S3 put s3://bucket/k failed") as err:
         store.put_new("k", b"data")
     assert not isinstance(err.value, ObjectConflict)  # unreachable, not a conflict: the batch is spooled
+    with pytest.raises(StoreError, match="S3 head"):
+        store.exists("k")  # unreachable is not "absent"
     assert "SECRET-never-logged" not in str(err.value) and "AKIA-TEST-ID" not in str(err.value)

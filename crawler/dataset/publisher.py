@@ -65,7 +65,7 @@ class DatasetPublisher:
             obj = self.store.put_new(entry["key"], data, entry.get("content_type"))
             if obj.sha256 != entry["sha256"] or obj.size != entry["size"]:
                 raise StoreError(f"spooled {entry['key']} does not match its ledger entry")
-            stored.append({k: v for k, v in entry.items() if k not in ("file", "content_type")})
+            stored.append({k: v for k, v in entry.items() if k not in ("offset", "content_type")})
         self.spool.commit(pending, stored)
         return stored
 

@@ -7,7 +7,7 @@ manifest is built. Layout, under ``<state_dir>/spool/``::
     <run_id>/run.json                  {"run_id", "started_at", "status", "finished_at"}
     <run_id>/committed.jsonl           one manifest entry per object durably in the store
     <run_id>/batches/<NNNNN>/batch.json   a pending batch: its objects' entries + article keys
-    <run_id>/batches/<NNNNN>/<i>.<fmt>    the objects' bytes
+    <run_id>/batches/<NNNNN>/objects.bin  the objects' bytes, one after another (entry offset/size)
 
 A batch directory appears atomically (written under a temporary name, fsynced,
 renamed), so a crash leaves either a whole pending batch or none. The directory
@@ -23,10 +23,13 @@ import os
 import re
 import secrets
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from crawler.dataset.batches import BatchObject
+
+DATA_FILE = "objects.bin"
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$")
 
@@ -60,7 +63,7 @@ def _write_durable(path: Path, data: bytes) -> None:
 @dataclass(frozen=True)
 class PendingBatch:
     """A staged batch not (wholly) in the store yet: ``entries`` are manifest
-    entries plus ``file`` (name in ``path``) and ``content_type``."""
+    entries plus ``offset`` (in the batch's data file) and ``content_type``."""
 
     run_id: str
     batch: int
@@ -74,7 +77,10 @@ class PendingBatch:
         return sum(e["records"] for e in self.entries if e["format"] != "parquet")
 
     def data(self, entry: dict) -> bytes:
-        return (self.path / entry["file"]).read_bytes()
+        """The bytes of one object of the batch."""
+        with open(self.path / DATA_FILE, "rb") as f:
+            f.seek(entry["offset"])
+            return f.read(entry["size"])
 
 
 class Spool:
@@ -84,6 +90,10 @@ class Spool:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        #: Held by whoever stages a batch and then marks it published; pending()
+        #: takes it too, so a drain never uploads a batch whose articles are not
+        #: marked yet (a crash in that gap would publish them twice).
+        self.lock = threading.RLock()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -154,10 +164,13 @@ class Spool:
         entries = []
         try:
             tmp.mkdir(parents=True)
-            for i, obj in enumerate(objects):
-                name = f"{i:03d}.{obj.format}"
-                _write_durable(tmp / name, obj.data)
-                entries.append({**obj.entry(), "file": name, "content_type": obj.content_type})
+            # One data file, not one per object: a batch can touch hundreds of
+            # partitions, and each file would cost an fsync on the reactor thread.
+            offset = 0
+            for obj in objects:
+                entries.append({**obj.entry(), "offset": offset, "content_type": obj.content_type})
+                offset += obj.size
+            _write_durable(tmp / DATA_FILE, b"".join(obj.data for obj in objects))
             meta = {"run_id": run_id, "batch": batch, "objects": entries, "article_keys": sorted(article_keys)}
             _write_durable(tmp / "batch.json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode())
             _fsync_dir(tmp)
@@ -170,6 +183,10 @@ class Spool:
 
     def pending(self, run_id: str | None = None) -> list[PendingBatch]:
         """Pending batches of one run (or of all runs, oldest run first), by batch number."""
+        with self.lock:
+            return self._pending(run_id)
+
+    def _pending(self, run_id: str | None) -> list[PendingBatch]:
         run_ids = [run_id] if run_id is not None else [i["run_id"] for i in self.runs()]
         out = []
         for rid in run_ids:
