@@ -149,3 +149,21 @@ def test_outage_spools_everything_stats_say_so_and_the_next_run_publishes_it(tmp
     assert [load_manifest(store, k)[0]["run_id"] for k in list_manifests(store)] == ["R1", "R2"]
     assert len(store.created) == len(set(store.created))
     assert verify(store).problems == []
+
+
+def test_a_spool_that_cannot_be_written_stops_publishing_and_marks_nothing(tmp_path, monkeypatch):
+    from crawler.dataset.spool import SpoolError
+
+    p = make(tmp_path, batch_size=1)
+
+    def full(*args, **kwargs):
+        raise SpoolError("cannot spool batch 0 of run R1: No space left on device")
+
+    monkeypatch.setattr(p.spool, "stage", full)
+    p.process_item(item(1))
+    p.process_item(item(2))
+    close(p)
+    assert p.crawler.newsarchive_state.calls == []  # not published: the next run emits them again
+    assert p.crawler.stats["newsarchive/publish/errors"] == 1
+    assert p.spool.run_info("R1")["status"] == "running"  # not closed: the next run finalizes it
+    assert list_manifests(p.store) == []

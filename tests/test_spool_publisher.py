@@ -235,3 +235,26 @@ def test_verify_finds_tampering_missing_objects_and_duplicates(env):
         "dataset/articles/v1/published_date=2019-10-17/part-R3-00000.parquet"]
     (store2.root / LATEST_KEY).write_text('{"manifest": "dataset/articles/v1/_manifests/R9.json"}')
     assert any(p.startswith("_latest names") for p in verify(store2).problems)
+
+
+def test_dataset_commands_on_a_folder_store(env, tmp_path, capsys):
+    from crawler.cli import main
+
+    store = published_store(env)
+    assert main(["dataset", "verify", "--store", str(store.root)]) == 0
+    assert capsys.readouterr().out.strip() == "OK: 2 manifests, 8 objects, 4 records, 0 problems"
+    assert main(["dataset", "ls", "--store", str(store.root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in out[1:3]] == [["R1", "finished", "2"], ["R2", "finished", "2"]]
+    assert out[-1] == "_latest → R2"
+    assert main(["dataset", "export", "--store", str(store.root), "--since", "2024-01-18",
+                 "-o", str(tmp_path / "e.parquet")]) == 0
+    assert pq.read_table(tmp_path / "e.parquet").column("article_id").to_pylist() == ["2", "3"]
+    victim = next(store.root.rglob("part-R2-00000.parquet"))
+    victim.write_bytes(victim.read_bytes()[:-10])
+    capsys.readouterr()
+    assert main(["dataset", "verify", "--store", str(store.root)]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM dataset/articles/v1/published_date=" in out and out.strip().endswith("problems")
+    assert main(["dataset", "verify", "--store", str(tmp_path / "nowhere")]) == 3
+    assert not (tmp_path / "nowhere").exists()
