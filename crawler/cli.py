@@ -245,6 +245,7 @@ def run_demo(args) -> int:
 
 
 def _positive(cast):
+    """argparse type: ``cast(text)``, refused unless above zero."""
     def parse(text: str):
         value = cast(text)
         if value <= 0:
