@@ -88,6 +88,10 @@ def build_settings(args, run_id: str):
     settings.set("NEWSARCHIVE_RUN_ID", run_id, priority="cmdline")
     settings.set("NEWSARCHIVE_MODE", args.mode, priority="cmdline")
     settings.set("WARC_DIR", str(state_dir / "warc"), priority="cmdline")
+    if getattr(args, "batch_size", None) is not None:
+        settings.set("NEWSARCHIVE_BATCH_SIZE", args.batch_size, priority="cmdline")
+    if getattr(args, "batch_seconds", None) is not None:
+        settings.set("NEWSARCHIVE_BATCH_SECONDS", args.batch_seconds, priority="cmdline")
     for name, value in _parse_settings(args.set).items():
         settings.set(name, value, priority="cmdline")
     return settings
@@ -129,6 +133,7 @@ def summarize(stats: dict, run_id: str, store_url: str, written: list[str]) -> d
             if "spider_exceptions/count" in stats
             else sum(v for k, v in stats.items() if k.startswith("spider_exceptions/")),
             "publish_errors": stats.get("newsarchive/publish/errors", 0),
+            "publish_spooled": stats.get("newsarchive/publish/spooled", 0),
             "warc_upload_errors": stats.get("warc/upload_errors", 0),
         },
         "warc_files": stats.get("warc/uploaded", []),
@@ -150,7 +155,8 @@ def _quarantine_reasons(stats: dict) -> dict[str, int]:
 def exit_code_for(report: dict) -> int:
     """Our own verdict on a crawl (Scrapy exits 0 even when downloads or uploads
     failed: scrapy#1231, #4292)."""
-    if report["errors"]["publish_errors"] or report["errors"]["warc_upload_errors"]:
+    e = report["errors"]
+    if e["publish_errors"] or e.get("publish_spooled") or e["warc_upload_errors"]:
         return EXIT_STORE
     if report["finish_reason"] != "finished" or report["errors"]["spider_exceptions"]:
         return EXIT_FAILED
@@ -168,7 +174,8 @@ def print_summary(report: dict, out=sys.stderr) -> None:
         f"  duplicates dropped {a['duplicate']}\n"
         f"  quarantined        {a['quarantined']}\n"
         f"  errors             HTTP {e['http_4xx_5xx']}, download {sum(e['download_exceptions'].values())}, "
-        f"spider {e['spider_exceptions']}, publish {e['publish_errors']}, WARC upload {e['warc_upload_errors']}\n"
+        f"spider {e['spider_exceptions']}, publish {e['publish_errors']} (spooled {e.get('publish_spooled', 0)}), "
+        f"WARC upload {e['warc_upload_errors']}\n"
         f"  store              {report['store']} (warc/, dataset/, quarantine/, runs/{report['run_id']}/)",
         file=out,
     )
@@ -179,12 +186,12 @@ def run_crawl(args) -> int:
     from scrapy.crawler import CrawlerProcess
 
     from crawler.layout import report_key
-    from crawler.store import StoreError, open_store
+    from crawler.store import StoreError, open_store, store_options
 
     run_id = args.run_id or new_run_id()
     try:
         settings = build_settings(args, run_id)
-        store = open_store(args.store)
+        store = open_store(args.store, **store_options(settings))
     except (ValueError, KeyError, StoreError) as exc:
         print(f"newsarchive: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -256,6 +263,16 @@ def run_demo(args) -> int:
         replica.wait(timeout=10)
 
 
+def _positive(cast):
+    """argparse type: ``cast(text)``, refused unless above zero."""
+    def parse(text: str):
+        value = cast(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
 def add_crawl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--site", default=None,
                    help="site profile name (default: the profile of the first --start-url's host, "
@@ -266,6 +283,10 @@ def add_crawl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", default="state", help="state, lock, WARC staging (default: ./state)")
     p.add_argument("--mode", choices=("incremental", "full"), default="incremental")
     p.add_argument("--run-id", help="run id (default: UTC start time + random suffix)")
+    p.add_argument("--batch-size", type=_positive(int), metavar="N",
+                   help="dataset batch: publish every N records (default 500)")
+    p.add_argument("--batch-seconds", type=_positive(float), metavar="S",
+                   help="dataset batch: publish records that waited S seconds (default 60)")
     p.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE", help="Scrapy setting override")
 
 
@@ -273,6 +294,7 @@ def add_crawl_options(p: argparse.ArgumentParser) -> None:
 #: its parsers with ``set_defaults(func=...)``; ``func(args)`` returns the exit code.
 COMMAND_MODULES: tuple[str, ...] = (
     "crawler.commands.eval",
+    "crawler.commands.dataset",
 )
 
 

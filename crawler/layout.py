@@ -13,6 +13,14 @@ SCHEMA_MAJOR = 1
 
 DATASET_PREFIX = f"dataset/articles/v{SCHEMA_MAJOR}/"
 
+#: Per-run manifests (``{run_id}.json``), written last by each run.
+MANIFEST_PREFIX = f"{DATASET_PREFIX}_manifests/"
+
+#: The one dataset object that is replaced in place: it names the newest manifest.
+LATEST_KEY = f"{DATASET_PREFIX}_latest"
+
+_PART = re.compile(r"/published_date=([^/]+)/part-(.+)-(\d{5})\.(jsonl\.gz|parquet)$")
+
 _TS14 = re.compile(r"-(\d{14})-")
 
 
@@ -31,6 +39,20 @@ def dataset_key(published_date: str, run_id: str, batch: int, ext: str = "jsonl.
     """``dataset/articles/v1/published_date=YYYY-MM-DD/part-<run_id>-<batch:05d>.<ext>``.
     ``published_date`` ``unknown`` is used for records without a date."""
     return safe_key(f"{DATASET_PREFIX}published_date={published_date}/part-{run_id}-{batch:05d}.{ext}")
+
+
+def parse_dataset_key(key: str) -> dict | None:
+    """``{"published_date", "run_id", "batch", "format"}`` of a dataset object key
+    made by :func:`dataset_key`, or None for any other key."""
+    m = _PART.search(key)
+    if not m or not key.startswith(DATASET_PREFIX):
+        return None
+    return {"published_date": m.group(1), "run_id": m.group(2), "batch": int(m.group(3)), "format": m.group(4)}
+
+
+def manifest_key(run_id: str) -> str:
+    """``dataset/articles/v1/_manifests/<run_id>.json``."""
+    return safe_key(f"{MANIFEST_PREFIX}{run_id}.json")
 
 
 def quarantine_key(run_id: str, batch: int) -> str:

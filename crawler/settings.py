@@ -17,6 +17,15 @@ NEWSARCHIVE_STORE = "archive"          # folder, file:// or s3://bucket/prefix
 NEWSARCHIVE_STATE_DIR = "state"
 NEWSARCHIVE_RUN_ID = "manual"
 NEWSARCHIVE_BATCH_SIZE = 500
+NEWSARCHIVE_BATCH_SECONDS = 60        # publish records that waited this long
+NEWSARCHIVE_STORE_RETRY_SECONDS = 300  # after a store failure, batches wait in the spool this long
+# S3 (crawler/store.py store_options): retries, encryption, storage class, multipart.
+NEWSARCHIVE_S3_RETRY_MODE = "standard"  # or "adaptive" (botocore)
+NEWSARCHIVE_S3_MAX_ATTEMPTS = 5
+NEWSARCHIVE_S3_SSE = ""                # e.g. "AES256" or "aws:kms"; empty: the bucket's default
+NEWSARCHIVE_S3_SSE_KMS_KEY_ID = ""
+NEWSARCHIVE_S3_STORAGE_CLASS = ""      # e.g. "STANDARD_IA"; empty: STANDARD
+NEWSARCHIVE_S3_MULTIPART_THRESHOLD = 8 * 1024 * 1024
 NEWSARCHIVE_CONTACT_URL = "https://github.com/newsarchive/newsarchive"
 
 # --- politeness --------------------------------------------------------------

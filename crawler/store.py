@@ -11,12 +11,27 @@ A store is named by a URL:
   environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
   ``AWS_DEFAULT_REGION``, profiles). Credentials are never read or logged here:
   boto3's own chain finds them.
+
+Two kinds of write:
+
+* :meth:`Store.put_new` — a conditional create (S3 ``If-None-Match: *``; a hard
+  link in a folder). No object is ever overwritten: a key that already holds the
+  same bytes (same SHA-256) counts as done, other bytes raise
+  :class:`ObjectConflict`. The dataset's batches and manifests use it.
+* :meth:`Store.put_bytes` / :meth:`Store.put_file` — replace whatever is at the
+  key. Used for pointers meant to move (``dataset/…/_latest``) and for objects
+  whose names are unique by construction (WARC files, run reports).
+
+Every S3 write is read back and hashed before it counts as done: some S3 servers
+(moto among them) accept a wrong ``x-amz-checksum-sha256``.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +40,16 @@ from urllib.parse import urlparse
 
 class StoreError(Exception):
     """A store could not be opened, or an object could not be read or written."""
+
+
+class ObjectConflict(StoreError):
+    """:meth:`Store.put_new` found the key already holding other bytes (a
+    different SHA-256). Never retried and never overwritten: an operator decides."""
+
+
+#: Objects larger than this (bytes) go up as S3 multipart uploads (8 MiB, the AWS
+#: CLI's default; parts must be at least 5 MiB except the last).
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
 
 
 def safe_key(key: str) -> str:
@@ -44,11 +69,13 @@ def safe_key(key: str) -> str:
 @dataclass(frozen=True)
 class StoredObject:
     """What a write produced: ``key`` relative to the store root, ``size`` in bytes,
-    ``sha256`` hex digest of the bytes as stored."""
+    ``sha256`` hex digest of the bytes as stored; ``created`` is False when
+    :meth:`Store.put_new` found the same bytes already there."""
 
     key: str
     size: int
     sha256: str
+    created: bool = True
 
 
 class Store:
@@ -58,6 +85,15 @@ class Store:
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> StoredObject:
         """Write ``data`` under ``key`` (replacing any object there)."""
+        raise NotImplementedError
+
+    def put_new(self, key: str, data: bytes, content_type: str | None = None) -> StoredObject:
+        """Create ``key`` with ``data`` only if no object is there (conditional write).
+
+        Returns the stored object (``created=False`` when the same bytes were
+        already there, e.g. a batch re-sent after a crash). Raises
+        :class:`ObjectConflict` when other bytes are there, :class:`StoreError`
+        when the store cannot be reached or the bytes read back differ."""
         raise NotImplementedError
 
     def put_file(self, path: Path, key: str, content_type: str | None = None) -> StoredObject:
@@ -73,6 +109,8 @@ class Store:
         raise NotImplementedError
 
     def exists(self, key: str) -> bool:
+        """Whether an object is at ``key``. Raises StoreError when the store
+        cannot be asked (unreachable is not absent)."""
         raise NotImplementedError
 
     def describe(self, key: str) -> str:
@@ -144,6 +182,33 @@ class LocalStore(Store):
     def exists(self, key):
         return self._path(key).is_file()
 
+    def put_new(self, key, data, content_type=None):
+        path = self._path(key)
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + f".tmp-{os.getpid()}-{secrets.token_hex(4)}")
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                # link() fails if the name exists: an atomic create-if-absent, and
+                # readers never see half an object.
+                os.link(tmp, path)
+                created = True
+            except FileExistsError:
+                created = False
+            finally:
+                tmp.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
+        if not created:
+            there = _sha256_file(path)
+            if there != digest:
+                raise ObjectConflict(f"{path} exists with other content (sha256 {there}, not {digest})")
+        return StoredObject(safe_key(key), len(data), digest, created)
+
     def describe(self, key):
         return str(self._path(key))
 
@@ -151,20 +216,58 @@ class LocalStore(Store):
 class S3Store(Store):
     """An S3 bucket (any S3 API server) under an optional key prefix.
 
-    boto3 is configured from the standard AWS environment; retries use botocore's
-    ``standard`` mode. Every upload is read back (size and SHA-256) before it
-    counts as done, because some S3 servers accept a wrong checksum header.
+    boto3 is configured from the standard AWS environment (credentials are never
+    passed in, read or logged here). Options (see :func:`store_options`):
+    ``retry_mode`` botocore ``standard`` (default) or ``adaptive``;
+    ``max_attempts`` (5); ``sse`` (``AES256``, ``aws:kms``, … or None) and
+    ``sse_kms_key_id``; ``storage_class`` (``STANDARD_IA``, … or None);
+    ``multipart_threshold`` in bytes (8 MiB); ``connect_timeout`` and
+    ``read_timeout`` in seconds. Uploads send ``ChecksumAlgorithm`` SHA-256 and
+    every upload is read back (size and SHA-256) before it counts as done,
+    because some S3 servers accept a wrong checksum header.
     """
 
-    def __init__(self, bucket: str, prefix: str = "", client=None):
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        client=None,
+        *,
+        retry_mode: str = "standard",
+        max_attempts: int = 5,
+        sse: str | None = None,
+        sse_kms_key_id: str | None = None,
+        storage_class: str | None = None,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        connect_timeout: float = 10,
+        read_timeout: float = 60,
+    ):
         import boto3
         from botocore.config import Config
 
+        if retry_mode not in ("standard", "adaptive"):
+            raise StoreError(f"S3 retry mode must be 'standard' or 'adaptive', not {retry_mode!r}")
+        if multipart_threshold < 5 * 1024 * 1024:
+            raise StoreError("S3 multipart threshold must be at least 5 MiB (the smallest part S3 accepts)")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.multipart_threshold = multipart_threshold
+        # Arguments every write carries: server-side encryption and storage class.
+        self.write_args: dict[str, str] = {}
+        if sse:
+            self.write_args["ServerSideEncryption"] = sse
+        if sse_kms_key_id:
+            self.write_args["SSEKMSKeyId"] = sse_kms_key_id
+        if storage_class:
+            self.write_args["StorageClass"] = storage_class
         self.client = client or boto3.client(
-            "s3", config=Config(retries={"mode": "standard", "max_attempts": 5})
+            "s3",
+            config=Config(
+                retries={"mode": retry_mode, "max_attempts": max_attempts},
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+            ),
         )
 
     def _key(self, key: str) -> str:
@@ -175,27 +278,96 @@ class S3Store(Store):
         # botocore messages carry no credentials; name the operation and object only.
         return StoreError(f"S3 {action} s3://{self.bucket}/{self._key(key)} failed: {exc}")
 
+    def _verify(self, key: str, digest: str, size: int) -> None:
+        """Read the object back and compare (the server's checksum answer is not proof)."""
+        stored = self.get_bytes(key)
+        if len(stored) != size or hashlib.sha256(stored).hexdigest() != digest:
+            raise StoreError(f"S3 object s3://{self.bucket}/{self._key(key)} differs from what was sent")
+
+    def _put(self, key: str, data: bytes, content_type: str | None, conditional: bool) -> None:
+        """One PUT, or a multipart upload above the threshold; raises botocore errors."""
+        args = {"Bucket": self.bucket, "Key": self._key(key), **self.write_args}
+        if content_type:
+            args["ContentType"] = content_type
+        if conditional:
+            args["IfNoneMatch"] = "*"
+        if len(data) <= self.multipart_threshold:
+            self.client.put_object(Body=data, ChecksumSHA256=_b64sha256(data), **args)
+            return
+        # s3transfer does not pass IfNoneMatch through, so the multipart upload is
+        # driven here: the condition goes on CompleteMultipartUpload.
+        complete = {k: args.pop(k) for k in ("IfNoneMatch",) if k in args}
+        upload_id = self.client.create_multipart_upload(ChecksumAlgorithm="SHA256", **args)["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, len(data), self.multipart_threshold), 1):
+                chunk = data[start : start + self.multipart_threshold]
+                checksum = _b64sha256(chunk)
+                reply = self.client.upload_part(
+                    Bucket=self.bucket, Key=args["Key"], UploadId=upload_id, PartNumber=number,
+                    Body=chunk, ChecksumSHA256=checksum,
+                )
+                parts.append({"ETag": reply["ETag"], "PartNumber": number, "ChecksumSHA256": checksum})
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=args["Key"], UploadId=upload_id, MultipartUpload={"Parts": parts}, **complete
+            )
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=args["Key"], UploadId=upload_id)
+            except Exception:  # the original error matters more; S3 lifecycle rules reap leftovers
+                pass
+            raise
+
     def put_bytes(self, key, data, content_type=None):
         from botocore.exceptions import BotoCoreError, ClientError
 
-        extra = {"ContentType": content_type} if content_type else {}
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+            self._put(key, data, content_type, conditional=False)
         except (BotoCoreError, ClientError) as exc:
             raise self._error("put", key, exc) from exc
-        stored = self.get_bytes(key)
         digest = hashlib.sha256(data).hexdigest()
-        if hashlib.sha256(stored).hexdigest() != digest:
-            raise StoreError(f"S3 object s3://{self.bucket}/{self._key(key)} differs from what was sent")
+        self._verify(key, digest, len(data))
         return StoredObject(safe_key(key), len(data), digest)
+
+    def put_new(self, key, data, content_type=None):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        digest = hashlib.sha256(data).hexdigest()
+        created = True
+        try:
+            self._put(key, data, content_type, conditional=True)
+        except ClientError as exc:
+            # 412: the key exists. 409 ConditionalRequestConflict: another writer
+            # is creating it right now; either way, compare with what is there.
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status not in (409, 412):
+                raise self._error("put", key, exc) from exc
+            created = False
+        except BotoCoreError as exc:
+            raise self._error("put", key, exc) from exc
+        if created:
+            self._verify(key, digest, len(data))
+        else:
+            there = hashlib.sha256(self.get_bytes(key)).hexdigest()
+            if there != digest:
+                raise ObjectConflict(
+                    f"s3://{self.bucket}/{self._key(key)} exists with other content (sha256 {there}, not {digest})"
+                )
+        return StoredObject(safe_key(key), len(data), digest, created)
 
     def put_file(self, path, key, content_type=None):
         from boto3.exceptions import Boto3Error
+        from boto3.s3.transfer import TransferConfig
         from botocore.exceptions import BotoCoreError, ClientError
 
-        extra = {"ExtraArgs": {"ContentType": content_type}} if content_type else {}
+        extra = {"ChecksumAlgorithm": "SHA256", **self.write_args}
+        if content_type:
+            extra["ContentType"] = content_type
+        config = TransferConfig(
+            multipart_threshold=self.multipart_threshold, multipart_chunksize=self.multipart_threshold
+        )
         try:
-            self.client.upload_file(str(path), self.bucket, self._key(key), **extra)
+            self.client.upload_file(str(path), self.bucket, self._key(key), ExtraArgs=extra, Config=config)
         except (Boto3Error, BotoCoreError, ClientError, OSError) as exc:
             raise self._error("upload", key, exc) from exc
         digest = _sha256_file(Path(path))
@@ -241,30 +413,68 @@ class S3Store(Store):
         return sorted(keys)
 
     def exists(self, key):
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
             return True
-        except ClientError:
-            return False
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (404, 403):  # 403: no s3:ListBucket permission, S3's answer for a missing key
+                return False
+            raise self._error("head", key, exc) from exc
+        except BotoCoreError as exc:  # unreachable: not the same as "absent"
+            raise self._error("head", key, exc) from exc
 
     def describe(self, key):
         return f"s3://{self.bucket}/{self._key(key)}"
 
 
-def open_store(url: str | os.PathLike) -> Store:
-    """Open the store named by ``url`` (see module docstring).
+def _b64sha256(data: bytes) -> str:
+    """Base64 SHA-256, the form of ``x-amz-checksum-sha256``."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
-    Raises :class:`StoreError` for an unknown scheme or an s3:// URL with no bucket.
-    The S3 bucket is not created here; a missing bucket fails at the first write.
+
+def store_options(settings) -> dict:
+    """S3 options from Scrapy settings (or any mapping with ``get``), for
+    :func:`open_store`. Settings: ``NEWSARCHIVE_S3_RETRY_MODE`` (``standard`` |
+    ``adaptive``), ``NEWSARCHIVE_S3_MAX_ATTEMPTS`` (5), ``NEWSARCHIVE_S3_SSE`` (e.g.
+    ``AES256``, ``aws:kms``; empty = the bucket's default),
+    ``NEWSARCHIVE_S3_SSE_KMS_KEY_ID``, ``NEWSARCHIVE_S3_STORAGE_CLASS`` (e.g.
+    ``STANDARD_IA``; empty = ``STANDARD``), ``NEWSARCHIVE_S3_MULTIPART_THRESHOLD``
+    (bytes, 8 MiB), ``NEWSARCHIVE_S3_CONNECT_TIMEOUT`` (s, 10),
+    ``NEWSARCHIVE_S3_READ_TIMEOUT`` (s, 60)."""
+
+    def get(name, default, cast=str):
+        value = settings.get(name, default)
+        return cast(value) if value not in (None, "") else None
+
+    return {
+        "retry_mode": get("NEWSARCHIVE_S3_RETRY_MODE", "standard"),
+        "max_attempts": get("NEWSARCHIVE_S3_MAX_ATTEMPTS", 5, int),
+        "sse": get("NEWSARCHIVE_S3_SSE", None),
+        "sse_kms_key_id": get("NEWSARCHIVE_S3_SSE_KMS_KEY_ID", None),
+        "storage_class": get("NEWSARCHIVE_S3_STORAGE_CLASS", None),
+        "multipart_threshold": get("NEWSARCHIVE_S3_MULTIPART_THRESHOLD", MULTIPART_THRESHOLD, int),
+        "connect_timeout": get("NEWSARCHIVE_S3_CONNECT_TIMEOUT", 10, float),
+        "read_timeout": get("NEWSARCHIVE_S3_READ_TIMEOUT", 60, float),
+    }
+
+
+def open_store(url: str | os.PathLike, **options) -> Store:
+    """Open the store named by ``url`` (see module docstring); ``options`` go to
+    :class:`S3Store` (see :func:`store_options`) and are ignored for a folder.
+
+    Raises :class:`StoreError` for an unknown scheme, an s3:// URL with no bucket
+    or a bad option. The S3 bucket is not created here; a missing bucket fails at
+    the first write.
     """
     url = os.fspath(url)
     parsed = urlparse(url)
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise StoreError(f"no bucket in store URL {url!r}")
-        return S3Store(parsed.netloc, parsed.path)
+        return S3Store(parsed.netloc, parsed.path, **{k: v for k, v in options.items() if v is not None})
     if parsed.scheme == "file":
         return LocalStore(parsed.path)
     if parsed.scheme and len(parsed.scheme) > 1:

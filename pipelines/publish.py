@@ -1,27 +1,48 @@
-"""Publish stage: cleaned records to the store as gzip JSON Lines, quarantined
-pages beside them.
+"""Publish stage: cleaned records → batches → local spool → store.
 
-Records are buffered per batch (``NEWSARCHIVE_BATCH_SIZE``, default 500) keyed by
-article, so the URLs of duplicates seen in the same batch are merged into the
-record's ``urls``, and an article first met on an alternate page (mobile host,
-second section path) takes the content of its canonical page when that comes.
-A batch is written as one object per ``published_date`` partition
-(:func:`crawler.layout.dataset_key`); gzip members carry no timestamp, so the
-same records always give the same bytes.
+Records are buffered keyed by article, so the URLs of duplicates seen while the
+record is buffered are merged into its ``urls``, and an article first met on an
+alternate page (mobile host, second section path) takes the content of its
+canonical page when that comes. A record from an alternate page waits in the
+buffer for its canonical page until the run ends; the others go out in batches.
+
+A batch is cut every ``NEWSARCHIVE_BATCH_SIZE`` records (default 500) or when
+its oldest record has waited ``NEWSARCHIVE_BATCH_SECONDS`` (default 60). Each
+batch is serialized (:mod:`crawler.dataset.batches`), written durably to the
+spool in the state directory, reported to the dedup state as published
+(``crawler.newsarchive_state.mark_published``, the contract of HELPERS.md), and
+handed to one worker thread that drains the spool into the store
+(:mod:`crawler.dataset.publisher`). A crash loses at most the batch being
+buffered, whose articles the state has not marked published, so the next run
+emits them again.
+
+When the store is unreachable (after botocore's retries) batches stay spooled;
+the store is tried again after ``NEWSARCHIVE_STORE_RETRY_SECONDS`` (300) and by
+the next run, which drains the spool before it crawls. Stats:
+``newsarchive/publish/{records,objects,quarantined,drained_records,store_failures}``,
+``…/errors`` (conflicting objects, spool failures) and ``…/spooled`` (records and
+quarantine entries left in the spool at the end); the CLI exits 3 when either of
+the last two is non-zero.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
+import asyncio
 import logging
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
 
-from scrapy.utils.defer import maybe_deferred_to_future
-from twisted.internet.threads import deferToThread
+from scrapy.utils.defer import deferred_from_coro
+from twisted.internet import reactor, task
 
+from crawler.dataset.batches import build_batch
+from crawler.dataset.publisher import DatasetPublisher, DrainResult, RunFinalized
+from crawler.dataset.spool import Spool, SpoolError
 from crawler.items import INTERNAL_FIELDS, ArticleItem, QuarantineItem
-from crawler.layout import dataset_key, quarantine_key
-from crawler.store import StoreError, open_store
+from crawler.store import StoreError, open_store, store_options
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +53,9 @@ CONTENT_FIELDS = (
     "text", "word_count", "modified_at", "extracted_by",
 )
 
+#: page_rank of the canonical page itself: a record with it is ready to publish.
+CANONICAL = 2
+
 
 def to_record(item: ArticleItem) -> dict:
     """The published record of an article item: every field but the internal ones."""
@@ -41,40 +65,56 @@ def to_record(item: ArticleItem) -> dict:
 def page_rank(item: ArticleItem, dedup: dict) -> int:
     """How well a page speaks for its article: 2 the canonical URL itself, 1 the
     canonical page under tracking parameters, 0 a copy (mobile host, second
-    section path). The best page seen in a batch gives the record its content and
-    ``url``, whatever order the crawl met them in."""
+    section path). The best page seen gives the record its content and ``url``,
+    whatever order the crawl met them in."""
     if item["url"] == item.get("canonical_url"):
-        return 2
+        return CANONICAL
     return 1 if dedup["canonical_page"] else 0
 
 
-def jsonl_gz(records: list[dict]) -> bytes:
-    """Records as gzip-compressed JSON Lines (UTF-8, one object a line, mtime 0)."""
-    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
-    return gzip.compress(text.encode("utf-8"), mtime=0)
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class PublishPipeline:
-    """Item pipeline that writes dataset and quarantine batches to the store.
+    """Item pipeline that publishes dataset and quarantine batches (see module
+    docstring). Settings: ``NEWSARCHIVE_STORE``, ``NEWSARCHIVE_STATE_DIR`` (the
+    spool is its ``spool/``), ``NEWSARCHIVE_RUN_ID``, ``NEWSARCHIVE_BATCH_SIZE``,
+    ``NEWSARCHIVE_BATCH_SECONDS``, ``NEWSARCHIVE_STORE_RETRY_SECONDS``,
+    ``NEWSARCHIVE_SITE`` and the S3 options of :func:`crawler.store.store_options`.
+    :attr:`written` lists this run's dataset, quarantine and manifest keys."""
 
-    Settings: ``NEWSARCHIVE_STORE`` (store URL), ``NEWSARCHIVE_RUN_ID``,
-    ``NEWSARCHIVE_BATCH_SIZE``. Stats: ``newsarchive/publish/records``,
-    ``…/objects``, ``…/quarantined``, ``…/errors``; the keys written are kept in
-    :attr:`written` for the run report.
-    """
-
-    def __init__(self, store_url: str, run_id: str, batch_size: int, site: str, stats):
-        self.store_url = store_url
+    def __init__(self, store, run_id: str, batch_size: int, site: str, stats, *, crawler=None,
+                 spool_dir: Path | None = None, batch_seconds: float = 60.0, retry_seconds: float = 300.0,
+                 store_options: dict | None = None):
+        """``store``: a store URL (opened in :meth:`open_spider`) or a Store."""
+        if batch_size < 1 or batch_seconds <= 0:
+            raise ValueError("NEWSARCHIVE_BATCH_SIZE must be >= 1 and NEWSARCHIVE_BATCH_SECONDS > 0")
+        self.crawler = crawler
+        self.stats = stats
+        self.store = store
+        self.store_options = store_options or {}
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else Path("state") / "spool"
         self.run_id = run_id
         self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self.retry_seconds = retry_seconds
         self.site = site
-        self.stats = stats
-        self.store = None
+        self.spool: Spool | None = None
+        self.publisher: DatasetPublisher | None = None
         self.records: dict[str, dict] = {}
         self.page_rank: dict[str, int] = {}
         self.quarantine: list[dict] = []
+        self.oldest: float | None = None  # monotonic time the buffer's oldest entry arrived
         self.batch = 0
         self.written: list[str] = []
+        self.retry_at = 0.0  # monotonic time before which the store is not tried again
+        self.failed = False  # a spool write failed: publishing stopped for this run
+        self._unknown_fields: set[str] = set()
+        # One worker: drains never overlap and batches reach the store in order.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsarchive-publish")
+        self._jobs: list[Future] = []
+        self._timer: task.LoopingCall | None = None
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -85,22 +125,92 @@ class PublishPipeline:
             s.getint("NEWSARCHIVE_BATCH_SIZE", 500),
             s.get("NEWSARCHIVE_SITE", "baotuyenquang"),
             crawler.stats,
+            crawler=crawler,
+            spool_dir=Path(s.get("NEWSARCHIVE_STATE_DIR", "state")) / "spool",
+            batch_seconds=s.getfloat("NEWSARCHIVE_BATCH_SECONDS", 60.0),
+            retry_seconds=s.getfloat("NEWSARCHIVE_STORE_RETRY_SECONDS", 300.0),
+            store_options=store_options(s),
         )
         crawler.newsarchive_publisher = pipeline
         return pipeline
 
-    def open_spider(self):
-        self.store = open_store(self.store_url)
+    # -- lifecycle ----------------------------------------------------------
+    async def open_spider(self):
+        """Open the run in the spool, then drain what earlier runs left there
+        (before this run adds anything) and finalize runs that are over."""
+        if isinstance(self.store, (str, os.PathLike)):
+            self.store = open_store(self.store, **self.store_options)
+        self.spool = Spool(self.spool_dir)
+        self.publisher = DatasetPublisher(self.store, self.spool)
+        try:
+            await asyncio.wrap_future(self._worker.submit(self.publisher.check_run_open, self.run_id))
+        except RunFinalized as exc:
+            # Its manifest is immutable: nothing can join that run. Stop the crawl
+            # (finish reason below, exit code 1) instead of crawling for nothing.
+            logger.error("%s; start a crawl with another --run-id", exc)
+            self.failed = True
+            self.stats.set_value("newsarchive/publish/run_already_published", self.run_id)
+            reactor.callLater(0, lambda: deferred_from_coro(
+                self.crawler.engine.close_spider_async(reason="run_already_published")))
+            return
+        except StoreError as exc:  # unreachable: the drain below counts it; the crawl spools
+            logger.warning("cannot ask the store about run %s: %s", self.run_id, exc)
+        self.batch = self.spool.start_run(self.run_id, _now())
+        # A crash between spooling a batch and marking it published would make the
+        # next run emit those articles again: mark every pending batch (idempotent).
+        for pending in self.spool.pending():
+            self._mark_published(pending.article_keys)
+        await asyncio.wrap_future(self._submit_drain())
+        interval = max(0.2, min(5.0, self.batch_seconds / 4))
+        self._timer = task.LoopingCall(self._flush_if_due)
+        self._timer.start(interval, now=False)
 
-    async def process_item(self, item):
+    def close_spider(self):
+        """Spool the last batch synchronously — before the dedup stage closes its
+        state, which ``mark_published`` needs — then return a coroutine that waits
+        for the uploads and writes the run's manifest."""
+        if self._timer is not None and self._timer.running:
+            self._timer.stop()
+        if self.spool is None or self.stats.get_value("newsarchive/publish/run_already_published"):
+            self._worker.shutdown(wait=False)
+            return None
+        self.flush(final=True)
+        if not self.failed:
+            self.spool.finish_run(self.run_id, _now())
+        return self._finish()
+
+    async def _finish(self):
+        for job in list(self._jobs):
+            await asyncio.wrap_future(job)
+        if time.monotonic() >= self.retry_at:
+            await asyncio.wrap_future(self._submit_drain())
+        left = self.spool.pending()
+        self.stats.set_value("newsarchive/publish/spooled", sum(p.records for p in left))
+        self.stats.set_value("newsarchive/publish/spooled_batches", len(left))
+        if left:
+            logger.error(
+                "%d batch(es) (%d records and quarantine entries) stay in the spool %s for the next run",
+                len(left), sum(p.records for p in left), self.spool_dir,
+            )
+        self._worker.shutdown(wait=True)
+
+    # -- items --------------------------------------------------------------
+    def process_item(self, item):
         if isinstance(item, QuarantineItem):
             self.quarantine.append(dict(item))
             self.stats.inc_value("newsarchive/publish/quarantined")
         elif isinstance(item, ArticleItem):
             self.add_article(item)
-        if len(self.records) >= self.batch_size:
-            await maybe_deferred_to_future(deferToThread(self.flush))
+        ready = self._ready()
+        if ready and self.oldest is None:
+            self.oldest = time.monotonic()
+        if ready >= self.batch_size:
+            self.flush()
         return item
+
+    def _ready(self) -> int:
+        """Buffered entries that the next batch would take."""
+        return sum(1 for rank in self.page_rank.values() if rank >= CANONICAL) + len(self.quarantine)
 
     def add_article(self, item: ArticleItem) -> None:
         """Buffer a new/updated record or merge a duplicate into its buffered record."""
@@ -120,39 +230,95 @@ class PublishPipeline:
             return
         record["urls"] = sorted(set(record["urls"]) | {item["url"]})
         if rank > self.page_rank[key]:
-            for field in CONTENT_FIELDS:
-                record[field] = item.get(field)
+            for name in CONTENT_FIELDS:
+                if name in item or name in record:
+                    record[name] = item.get(name)
             self.page_rank[key] = rank
 
-    def flush(self) -> None:
-        """Write the buffered records and quarantine entries as one batch.
-        Store errors are counted and logged, and the batch is kept for the next
-        flush (never dropped)."""
-        if not self.records and not self.quarantine:
-            return
-        partitions: dict[str, list[dict]] = {}
-        for record in sorted(self.records.values(), key=lambda r: (r.get("article_id") or "", r["url"])):
-            date = (record.get("published_at") or "unknown")[:10]
-            partitions.setdefault(date, []).append(record)
-        try:
-            for date, records in sorted(partitions.items()):
-                key = dataset_key(date, self.run_id, self.batch)
-                self.store.put_bytes(key, jsonl_gz(records), "application/gzip")
-                self.written.append(key)
-                self.stats.inc_value("newsarchive/publish/objects")
-                self.stats.inc_value("newsarchive/publish/records", len(records))
-            if self.quarantine:
-                key = quarantine_key(self.run_id, self.batch)
-                self.store.put_bytes(key, jsonl_gz(self.quarantine), "application/gzip")
-                self.written.append(key)
-        except StoreError as exc:
-            self.stats.inc_value("newsarchive/publish/errors")
-            logger.error("publishing batch %d failed: %s", self.batch, exc)
-            return
-        self.records.clear()
-        self.page_rank.clear()
-        self.quarantine.clear()
-        self.batch += 1
+    def _flush_if_due(self) -> None:
+        if self.oldest is not None and time.monotonic() - self.oldest >= self.batch_seconds:
+            self.flush()
 
-    def close_spider(self):
-        self.flush()
+    # -- batches ------------------------------------------------------------
+    def flush(self, final: bool = False) -> None:
+        """Cut a batch from the buffer (records from alternate pages stay unless
+        ``final``), spool it, mark its articles published, queue the upload.
+        Runs on the reactor thread: the spool write is local and the dedup state
+        is not shared between threads."""
+        if self.failed:
+            return
+        keys = [k for k, rank in self.page_rank.items() if final or rank >= CANONICAL]
+        self.oldest = None  # every ready entry goes into this batch
+        if not keys and not self.quarantine:
+            return
+        records = [self.records[k] for k in keys]
+        built = build_batch(self.run_id, self.batch, records, self.quarantine)
+        for name in set(built.unknown_fields) - self._unknown_fields:
+            logger.warning("record field %r is not in the dataset schema; it is not published", name)
+            self._unknown_fields.add(name)
+        if built.rejected:
+            self.stats.inc_value("newsarchive/publish/schema_rejected", built.rejected)
+            logger.error("%d record(s) did not fit the dataset schema; quarantined", built.rejected)
+        with self.spool.lock:  # no drain sees the batch before its articles are marked
+            try:
+                self.spool.stage(self.run_id, self.batch, built.objects, keys)
+            except SpoolError as exc:
+                # Nothing is marked published, so the next run emits these articles again.
+                self.failed = True
+                self.stats.inc_value("newsarchive/publish/errors")
+                logger.error("publishing stops for this run: %s", exc)
+                return
+            self._mark_published(keys)
+        for k in keys:
+            del self.records[k]
+            del self.page_rank[k]
+        self.quarantine = []
+        self.batch += 1
+        self._submit_drain()
+
+    def _mark_published(self, article_keys: list[str]) -> None:
+        state = getattr(self.crawler, "newsarchive_state", None)
+        if article_keys and state is not None and hasattr(state, "mark_published"):
+            state.mark_published(list(article_keys))
+
+    def _submit_drain(self) -> Future:
+        """Queue a drain of the spool on the worker, unless the store failed less
+        than ``retry_seconds`` ago (the batch then waits in the spool)."""
+        if time.monotonic() < self.retry_at:
+            done: Future = Future()
+            done.set_result(None)
+            return done
+        job = self._worker.submit(self._drain)
+        self._jobs = [j for j in self._jobs if not j.done()] + [job]
+        return job
+
+    def _drain(self) -> DrainResult | None:
+        """Worker thread: drain and account. Never raises (a failed job must not
+        hide the others); problems become stats and log lines."""
+        if time.monotonic() < self.retry_at:
+            return None
+        try:
+            result = self.publisher.drain(current_run=self.run_id)
+        except Exception as exc:  # the spool folder itself failed (disk full, permissions)
+            self.stats.inc_value("newsarchive/publish/errors")
+            logger.exception("draining the spool failed: %s", exc)
+            return None
+        for entry in result.stored:
+            if entry["run_id"] == self.run_id:
+                self.written.append(entry["key"])
+                self.stats.inc_value("newsarchive/publish/objects")
+                if entry["kind"] == "dataset" and entry["format"] == "parquet":
+                    self.stats.inc_value("newsarchive/publish/records", entry["records"])
+            elif entry["kind"] == "dataset" and entry["format"] == "parquet":
+                self.stats.inc_value("newsarchive/publish/drained_records", entry["records"])
+        self.written.extend(k for k in result.manifests if k.endswith(f"/{self.run_id}.json"))
+        if result.conflicts:
+            self.stats.inc_value("newsarchive/publish/errors", len(result.conflicts))
+        if result.unavailable is not None:
+            self.stats.inc_value("newsarchive/publish/store_failures")
+            self.retry_at = time.monotonic() + self.retry_seconds
+            logger.error(
+                "store unreachable, batches stay in the spool (next try in %ds): %s",
+                self.retry_seconds, result.unavailable,
+            )
+        return result
