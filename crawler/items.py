@@ -43,6 +43,7 @@ class ArticleItem(scrapy.Item):
     content_sha256 = scrapy.Field()
     version = scrapy.Field()
     previous_sha256 = scrapy.Field()
+    near_duplicate_of = scrapy.Field()
     run_id = scrapy.Field()
     warc = scrapy.Field()
     # Pipeline bookkeeping, not part of the published record.

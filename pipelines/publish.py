@@ -86,6 +86,7 @@ class PublishPipeline:
             crawler.stats,
         )
         crawler.newsarchive_publisher = pipeline
+        pipeline.crawler = crawler
         return pipeline
 
     def open_spider(self):
@@ -148,6 +149,11 @@ class PublishPipeline:
             self.stats.inc_value("newsarchive/publish/errors")
             logger.error("publishing batch %d failed: %s", self.batch, exc)
             return
+        # The batch is durable: the state may now count these articles (and quarantined
+        # pages) as known (HELPERS.md, contract between issues 5 and 6).
+        state = getattr(getattr(self, "crawler", None), "newsarchive_state", None)
+        if state is not None:
+            state.mark_published([*self.records, *(q["url"] for q in self.quarantine)])
         self.records.clear()
         self.page_rank.clear()
         self.quarantine.clear()
