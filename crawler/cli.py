@@ -165,7 +165,7 @@ def _crawl_locked(args) -> int:
         return EXIT_CONFIG
     previous = rep.previous_report(args.state_dir)
     started = time.time()
-    process = CrawlerProcess(settings, install_root_handler=True)
+    process = CrawlerProcess(settings)  # LOG_INSTALL_ROOT_HANDLER (default True) logs to stderr or LOG_FILE
     kwargs = {"site": args.site}
     if args.start_url:
         kwargs["start_urls"] = args.start_url
