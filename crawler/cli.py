@@ -96,7 +96,9 @@ def build_settings(args, run_id: str):
     settings.set("NEWSARCHIVE_RECHECK_DAYS", args.recheck_days, priority="cmdline")
     settings.set("WARC_DIR", str(state_dir / "warc"), priority="cmdline")
     if getattr(args, "logfile", None):
-        settings.set("LOG_FILE", str(Path(args.logfile).resolve()), priority="cmdline")
+        logfile = Path(args.logfile).resolve()
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        settings.set("LOG_FILE", str(logfile), priority="cmdline")
         settings.set("LOG_FILE_APPEND", True, priority="cmdline")
     overrides = _parse_settings(args.set)
     for name, value in overrides.items():

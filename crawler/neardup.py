@@ -181,12 +181,12 @@ def main() -> None:  # pragma: no cover - prints the README table
     records = sorted((json.loads(line) for line in gold.open(encoding="utf-8")), key=lambda r: r["published_at"])
     print("| shingle size | threshold | predicted pairs | TP | FP | FN | precision | recall |")
     print("|---|---|---|---|---|---|---|---|")
-    for size in (3, DEFAULT_SHINGLE_SIZE, 7):
-        for threshold in (0.3, 0.5, 0.6, 0.7, 0.8, 0.9):
+    for size in (1, 3, DEFAULT_SHINGLE_SIZE, 7):
+        for threshold in (0.02, 0.3, 0.5, DEFAULT_THRESHOLD, 0.8, 0.85):
             r = evaluate(records, threshold, size)
             print(f"| {size} | {threshold} | {r['predicted']} | {r['tp']} | {r['fp']} | {r['fn']} | "
                   f"{r['precision']:.2f} | {r['recall']:.2f} |")
-    for size in (3, DEFAULT_SHINGLE_SIZE, 7):
+    for size in (1, 3, DEFAULT_SHINGLE_SIZE, 7):
         true_min, other_max = max_other_similarity(records, size)
         print(f"shingle size {size}: true pair {true_min:.3f}, most similar other pair {other_max:.3f}")
 

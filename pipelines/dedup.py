@@ -25,10 +25,10 @@ after the later one's record went out (an earlier batch or run), the published r
 cannot change any more: the earlier one is then marked ``near_duplicate_of`` the later
 (archive order) and ``newsarchive/dedup/near_duplicate_order_inverted`` counts it.
 
-The state is opened (and what a killed run left unpublished is dropped, see
-:meth:`crawler.state.State.recover`) when the spider opens, and exposed as
+The state is opened when the pipeline is built and exposed at once as
 ``crawler.newsarchive_state`` for the spider (incremental decisions), the page
-recorder and the publish stage (``mark_published``).
+recorder and the publish stage (``mark_published``); what a killed run left
+unpublished is dropped (:meth:`crawler.state.State.recover`) when the spider opens.
 """
 
 from __future__ import annotations
@@ -56,10 +56,9 @@ class DedupPipeline:
     ``newsarchive/state/recovered/*`` (what a killed run left unpublished).
     """
 
-    def __init__(self, open_state_fn, profile, stats, index: NearDuplicateIndex, run_id: str = "manual",
+    def __init__(self, state: State, profile, stats, index: NearDuplicateIndex, run_id: str = "manual",
                  crawler=None):
-        self._open_state = open_state_fn
-        self.state: State | None = None
+        self.state = state
         self.profile = profile
         self.stats = stats
         self.index = index
@@ -73,14 +72,16 @@ class DedupPipeline:
     @classmethod
     def from_crawler(cls, crawler):
         s = crawler.settings
-        state_url = s.get("NEWSARCHIVE_STATE_URL") or None
-        state_dir = Path(s.get("NEWSARCHIVE_STATE_DIR", "state"))
         index = NearDuplicateIndex(
             s.getfloat("NEWSARCHIVE_NEARDUP_THRESHOLD", DEFAULT_THRESHOLD),
             s.getint("NEWSARCHIVE_SHINGLE_SIZE", DEFAULT_SHINGLE_SIZE),
         )
+        state = open_state(s.get("NEWSARCHIVE_STATE_URL") or None, Path(s.get("NEWSARCHIVE_STATE_DIR", "state")))
+        # Exposed at once: the publish stage (built after this one) may look for it in
+        # its own from_crawler.
+        crawler.newsarchive_state = state
         return cls(
-            lambda: open_state(state_url, state_dir),
+            state,
             get_profile(s.get("NEWSARCHIVE_SITE", "baotuyenquang")),
             crawler.stats,
             index,
@@ -89,22 +90,18 @@ class DedupPipeline:
         )
 
     def open_spider(self):
-        """Open the state, drop what an interrupted run left unpublished, load the
-        stored signatures, and expose the state as ``crawler.newsarchive_state``.
-        Runs before the spider's ``start()`` is iterated."""
-        self.state = self._open_state()
+        """Drop what an interrupted run left unpublished and load the stored
+        signatures. Runs before the spider's ``start()`` is iterated, so the spider's
+        decisions see the recovered state."""
         for name, value in self.state.recover().items():
             if value:
                 self.stats.set_value(f"newsarchive/state/recovered/{name}", value)
                 logger.info("state: dropped %d %s left unpublished by an interrupted run", value, name)
         loaded = self.index.load(self.state.signatures(self.index.params))
         self.stats.set_value("newsarchive/dedup/signatures_loaded", loaded)
-        if self.crawler is not None:
-            self.crawler.newsarchive_state = self.state
 
     def close_spider(self):
-        if self.state is not None:
-            self.state.close()
+        self.state.close()
 
     def process_item(self, item):
         if isinstance(item, QuarantineItem):

@@ -270,6 +270,9 @@ def test_the_publish_stage_marks_its_batch_published_after_writing_it(tmp_path):
     crawler = _Crawler(tmp_path)
     crawler.settings = Settings({"NEWSARCHIVE_STATE_DIR": str(tmp_path / "state"), "NEWSARCHIVE_STORE": str(tmp_path / "store")})
     dedup = DedupPipeline.from_crawler(crawler)
+    # The contract with the publish stage: the state is on the crawler before the
+    # publisher (a later pipeline) is built.
+    assert crawler.newsarchive_state is dedup.state
     publisher = PublishPipeline.from_crawler(crawler)
     dedup.open_spider()
     publisher.open_spider()

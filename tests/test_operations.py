@@ -97,7 +97,7 @@ def failing_crawl(replica, tmp_path_factory):
     proc = run_newsarchive(
         ["crawl", "--store", str(base / "archive"), "--state-dir", str(base / "state"), "--run-id", "R1",
          "--max-error-rate", "0.005", "--metrics-file", str(base / "metrics" / "newsarchive.prom"),
-         "-s", "RETRY_TIMES=0", *FAST],
+         "--logfile", str(base / "logs" / "crawl.log"), "-s", "RETRY_TIMES=0", "-s", "DOWNLOAD_DELAY=0"],
         replica.proxy_url,
     )
     return proc, base
@@ -111,6 +111,14 @@ def test_an_error_rate_above_the_limit_exits_1(failing_crawl):
     (reason,) = report["failed_checks"]
     assert reason.startswith("error rate 1.") and "above --max-error-rate 0.5%" in reason
     assert "FAILED CHECK       error rate" in proc.stderr
+
+
+def test_the_log_goes_to_the_logfile_and_the_summary_to_stderr(failing_crawl):
+    proc, base = failing_crawl
+    log = (base / "logs" / "crawl.log").read_text()
+    assert "[scrapy.core.engine] INFO: Spider closed (finished)" in log
+    assert "[scrapy.core.engine]" not in proc.stderr
+    assert "newsarchive run R1 (incremental): finished, exit 1" in proc.stderr
 
 
 def test_the_report_has_errors_by_type_with_example_urls(failing_crawl):
