@@ -22,8 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from crawler import __version__
-
-from crawler.report import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_STORE  # noqa: F401
+from crawler.report import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_STORE  # noqa: F401 (re-exported)
 
 #: Where a source checkout keeps the replica (tests/replica) and its data.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

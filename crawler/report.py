@@ -91,6 +91,13 @@ def summarize(stats: dict, run_id: str, store_url: str, written: list[str], mode
             "by_type": by_type,
             "error_rate": round(failures / requests, 4) if requests else 0.0,
             "http_4xx_5xx": sum(v for s, v in statuses.items() if s.isdigit() and int(s) >= 400),
+            # Every download exception Scrapy counted, requests without our errback
+            # (robots.txt fetches) included; IgnoreRequest is policy, not failure.
+            "download_exceptions": {
+                k.rsplit("/", 1)[1]: v
+                for k, v in stats.items()
+                if k.startswith("downloader/exception_type_count/") and not k.endswith(".IgnoreRequest")
+            },
             "spider_exceptions": spider_exceptions,
             "publish_errors": stats.get("newsarchive/publish/errors", 0),
             "publish_spooled": stats.get("newsarchive/publish/spooled", 0),

@@ -182,7 +182,9 @@ class DedupPipeline:
         article point at ``item`` instead when ``item`` is the earlier one and the
         other's record can still change."""
         candidates = [self.state.by_key(k) for k, _ in self.index.matches(sig, exclude=key)]
-        candidates = [c for c in candidates if c is not None]
+        # Another key of the same article (an id seen under two canonical URLs) is not
+        # a republication.
+        candidates = [c for c in candidates if c is not None and c.article_id != item.get("article_id")]
         if not candidates:
             return None
         # The first of the family: an article that is not itself marked as a copy,
