@@ -1,9 +1,11 @@
 """``newsarchive`` command line: ``crawl`` (the cron job) and ``demo`` (the same
 crawl against the bundled portal replica).
 
-Exit codes: 0 success; 1 the crawl ran but failed its checks; 2 bad configuration
-or arguments; 3 store unreachable (nothing could be published); 75 another run
-holds the state directory's lock (EX_TEMPFAIL, sysexits.h).
+Exit codes: 0 success; 1 the crawl ran but failed its checks (error rate above
+``--max-error-rate``, no article found where the last run found some, spider
+exceptions, interrupted); 2 bad configuration or arguments; 3 store unreachable after
+retries (data kept in ``--state-dir`` for the next run); 75 another run holds the
+state directory's lock (EX_TEMPFAIL, sysexits.h). The rules are in crawler/report.py.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import importlib
-import json
 import os
 import secrets
 import subprocess
@@ -20,7 +21,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_STORE, EXIT_LOCKED = 0, 1, 2, 3, 75
+from crawler import __version__
+from crawler.report import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_STORE  # noqa: F401 (re-exported)
 
 #: Where a source checkout keeps the replica (tests/replica) and its data.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +48,14 @@ class StateLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip()
+            # A holder that started at the same moment may not have written its pid
+            # yet: give it a moment (well under a second) before saying "unknown".
+            holder = ""
+            for _ in range(20):
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                if holder.isdigit():
+                    break
+                time.sleep(0.025)
             os.close(fd)
             return int(holder) if holder.isdigit() else 0
         os.ftruncate(fd, 0)
@@ -87,146 +96,118 @@ def build_settings(args, run_id: str):
     settings.set("NEWSARCHIVE_STATE_DIR", str(state_dir), priority="cmdline")
     settings.set("NEWSARCHIVE_RUN_ID", run_id, priority="cmdline")
     settings.set("NEWSARCHIVE_MODE", args.mode, priority="cmdline")
+    settings.set("NEWSARCHIVE_RECHECK_DAYS", args.recheck_days, priority="cmdline")
     settings.set("WARC_DIR", str(state_dir / "warc"), priority="cmdline")
     if getattr(args, "batch_size", None) is not None:
         settings.set("NEWSARCHIVE_BATCH_SIZE", args.batch_size, priority="cmdline")
     if getattr(args, "batch_seconds", None) is not None:
         settings.set("NEWSARCHIVE_BATCH_SECONDS", args.batch_seconds, priority="cmdline")
-    for name, value in _parse_settings(args.set).items():
+    if getattr(args, "logfile", None):
+        logfile = Path(args.logfile).resolve()
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        settings.set("LOG_FILE", str(logfile), priority="cmdline")
+        settings.set("LOG_FILE_APPEND", True, priority="cmdline")
+    overrides = _parse_settings(args.set)
+    for name, value in overrides.items():
         settings.set(name, value, priority="cmdline")
+    if "USER_AGENT" not in overrides:
+        # The User-Agent names the project and the operator's contact URL.
+        settings.set(
+            "USER_AGENT",
+            settings.get("USER_AGENT_TEMPLATE").format(
+                version=__version__, contact=settings.get("NEWSARCHIVE_CONTACT_URL")
+            ),
+            priority="cmdline",
+        )
+    check_settings(settings)
     return settings
 
 
-def summarize(stats: dict, run_id: str, store_url: str, written: list[str]) -> dict:
-    """The run report: counts from Scrapy's stats and what was written where."""
-    statuses = {
-        k.rsplit("/", 1)[1]: v for k, v in stats.items() if k.startswith("downloader/response_status_count/")
-    }
-    # IgnoreRequest is policy (robots.txt, offsite), not a failure.
-    errors = {
-        k.rsplit("/", 1)[1]: v
-        for k, v in stats.items()
-        if k.startswith("downloader/exception_type_count/") and not k.endswith(".IgnoreRequest")
-    }
-    report = {
-        "run_id": run_id,
-        "store": store_url,
-        "started_at": str(stats.get("start_time")),
-        "finished_at": str(stats.get("finish_time")),
-        "finish_reason": stats.get("finish_reason"),
-        "pages_fetched": stats.get("downloader/response_count", 0),
-        "pages_by_status": statuses,
-        "robots_forbidden": stats.get("robotstxt/forbidden", 0),
-        "articles": {
-            "new": stats.get("newsarchive/dedup/new", 0),
-            "updated": stats.get("newsarchive/dedup/updated", 0),
-            "duplicate": stats.get("newsarchive/dedup/duplicate", 0),
-            "quarantined": stats.get("newsarchive/publish/quarantined", 0),
-            "published": stats.get("newsarchive/publish/records", 0),
-            # by reason (soft_404, no_title, unreadable_date …): extraction and validation
-            "quarantine_reasons": _quarantine_reasons(stats),
-        },
-        "errors": {
-            "http_4xx_5xx": sum(v for s, v in statuses.items() if s.isdigit() and int(s) >= 400),
-            "download_exceptions": errors,
-            "spider_exceptions": stats.get("spider_exceptions/count", 0)
-            if "spider_exceptions/count" in stats
-            else sum(v for k, v in stats.items() if k.startswith("spider_exceptions/")),
-            "publish_errors": stats.get("newsarchive/publish/errors", 0),
-            "publish_spooled": stats.get("newsarchive/publish/spooled", 0),
-            "warc_upload_errors": stats.get("warc/upload_errors", 0),
-        },
-        "warc_files": stats.get("warc/uploaded", []),
-        "dataset_objects": written,
-    }
-    return report
+def check_settings(settings) -> None:
+    """Raise ValueError for values the crawl cannot run with (exit code 2)."""
+    from crawler.neardup import NearDuplicateIndex
 
-
-def _quarantine_reasons(stats: dict) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for key, value in stats.items():
-        for prefix in ("newsarchive/extract/quarantine/", "newsarchive/validate/quarantine/"):
-            if key.startswith(prefix):
-                reason = key[len(prefix):]
-                out[reason] = out.get(reason, 0) + value
-    return dict(sorted(out.items()))
-
-
-def exit_code_for(report: dict) -> int:
-    """Our own verdict on a crawl (Scrapy exits 0 even when downloads or uploads
-    failed: scrapy#1231, #4292)."""
-    e = report["errors"]
-    if e["publish_errors"] or e.get("publish_spooled") or e["warc_upload_errors"]:
-        return EXIT_STORE
-    if report["finish_reason"] != "finished" or report["errors"]["spider_exceptions"]:
-        return EXIT_FAILED
-    if report["pages_fetched"] == 0:
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-def print_summary(report: dict, out=sys.stderr) -> None:
-    a, e = report["articles"], report["errors"]
-    print(
-        f"newsarchive run {report['run_id']}: {report['finish_reason']}\n"
-        f"  pages fetched      {report['pages_fetched']}  by status {report['pages_by_status']}\n"
-        f"  articles stored    {a['published']} (new {a['new']}, updated {a['updated']})\n"
-        f"  duplicates dropped {a['duplicate']}\n"
-        f"  quarantined        {a['quarantined']}\n"
-        f"  errors             HTTP {e['http_4xx_5xx']}, download {sum(e['download_exceptions'].values())}, "
-        f"spider {e['spider_exceptions']}, publish {e['publish_errors']} (spooled {e.get('publish_spooled', 0)}), "
-        f"WARC upload {e['warc_upload_errors']}\n"
-        f"  store              {report['store']} (warc/, dataset/, quarantine/, runs/{report['run_id']}/)",
-        file=out,
-    )
+    try:
+        threshold = settings.getfloat("NEWSARCHIVE_NEARDUP_THRESHOLD")
+        shingle = settings.getint("NEWSARCHIVE_SHINGLE_SIZE")
+        recheck = settings.getfloat("NEWSARCHIVE_RECHECK_DAYS")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad setting: {exc}") from exc
+    NearDuplicateIndex(threshold, shingle)  # raises ValueError out of range
+    if recheck < 0:
+        raise ValueError(f"--recheck-days must be >= 0, got {recheck}")
+    if settings.get("NEWSARCHIVE_MODE") not in ("incremental", "full"):
+        raise ValueError(f"NEWSARCHIVE_MODE must be incremental or full, got {settings.get('NEWSARCHIVE_MODE')!r}")
 
 
 def run_crawl(args) -> int:
     """Run one crawl in this process; return the exit code."""
-    from scrapy.crawler import CrawlerProcess
-
-    from crawler.layout import report_key
-    from crawler.store import StoreError, open_store, store_options
-
-    run_id = args.run_id or new_run_id()
-    try:
-        settings = build_settings(args, run_id)
-        store = open_store(args.store, **store_options(settings))
-    except (ValueError, KeyError, StoreError) as exc:
-        print(f"newsarchive: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    # The lock comes first, before the heavy imports: a second run started meanwhile
+    # must exit at once (cron overlap), naming the holder.
     lock = StateLock(Path(args.state_dir))
     holder = lock.acquire()
     if holder is not None:
         print(f"newsarchive: another run (pid {holder}) holds {lock.path}; exiting", file=sys.stderr)
         return EXIT_LOCKED
     try:
-        process = CrawlerProcess(settings)
-        kwargs = {"site": args.site}
-        if args.start_url:
-            kwargs["start_urls"] = args.start_url
-        if args.allow_domain:
-            kwargs["allowed_domains"] = args.allow_domain
-        crawler = process.create_crawler("portal")
-        process.crawl(crawler, **kwargs)
-        process.start()
-        stats = crawler.stats.get_stats()
-        publisher = getattr(crawler, "newsarchive_publisher", None)
-        report = summarize(stats, run_id, store.url, publisher.written if publisher else [])
-        code = exit_code_for(report)
-        report["exit_code"] = code
-        blob = json.dumps(report, ensure_ascii=False, indent=2, default=str).encode()
-        (Path(args.state_dir) / "runs").mkdir(parents=True, exist_ok=True)
-        (Path(args.state_dir) / "runs" / f"{run_id}.json").write_bytes(blob)
-        try:
-            store.put_bytes(report_key(run_id), blob, "application/json")
-        except StoreError as exc:
-            print(f"newsarchive: could not store the run report: {exc}", file=sys.stderr)
-            code = EXIT_STORE
-        print_summary(report)
-        return code
+        return _crawl_locked(args)
     finally:
         lock.release()
+
+
+def _crawl_locked(args) -> int:
+    from scrapy.crawler import CrawlerProcess
+
+    from crawler import report as rep
+    from crawler.layout import report_key
+    from crawler.state import StateError, open_state
+    from crawler.store import StoreError, open_store, store_options
+
+    run_id = args.run_id or new_run_id()
+    try:
+        settings = build_settings(args, run_id)
+        store = open_store(args.store, **store_options(settings))
+        # Open (and migrate) the state now, so a bad one is a configuration error.
+        open_state(settings.get("NEWSARCHIVE_STATE_URL") or None, Path(args.state_dir)).close()
+    except (ValueError, KeyError, StoreError, StateError) as exc:
+        print(f"newsarchive: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    previous = rep.previous_report(args.state_dir)
+    started = time.time()
+    process = CrawlerProcess(settings)  # LOG_INSTALL_ROOT_HANDLER (default True) logs to stderr or LOG_FILE
+    kwargs = {"site": args.site}
+    if args.start_url:
+        kwargs["start_urls"] = args.start_url
+    if args.allow_domain:
+        kwargs["allowed_domains"] = args.allow_domain
+    crawler = process.create_crawler("portal")
+    process.crawl(crawler, **kwargs)
+    process.start()
+    stats = crawler.stats.get_stats()
+    publisher = getattr(crawler, "newsarchive_publisher", None)
+    report = rep.summarize(stats, run_id, store.url, publisher.written if publisher else [], args.mode)
+    code, reasons = rep.checks(report, previous, args.max_error_rate)
+    report.update(
+        exit_code=code,
+        failed_checks=reasons,
+        previous_run_id=(previous or {}).get("run_id"),
+        finished_unix=round(time.time(), 3),
+        duration_seconds=round(time.time() - started, 3),
+    )
+    try:
+        store.put_bytes(report_key(run_id), rep.to_json(report), "application/json")
+    except StoreError as exc:
+        print(f"newsarchive: could not store the run report: {exc}", file=sys.stderr)
+        report["exit_code"] = code = EXIT_STORE
+        report["failed_checks"] = [*reasons, f"run report not stored: {exc}"]
+    rep.write_local(args.state_dir, report)
+    if args.metrics_file:
+        try:
+            rep.write_metrics(args.metrics_file, report)
+        except OSError as exc:
+            print(f"newsarchive: could not write metrics to {args.metrics_file}: {exc}", file=sys.stderr)
+    rep.print_summary(report)
+    return code
 
 
 def run_demo(args) -> int:
@@ -281,7 +262,15 @@ def add_crawl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-domain", action="append", default=[], metavar="HOST", help="host to crawl (repeatable)")
     p.add_argument("--store", default="archive", help="folder, file:// or s3://bucket/prefix (default: ./archive)")
     p.add_argument("--state-dir", default="state", help="state, lock, WARC staging (default: ./state)")
-    p.add_argument("--mode", choices=("incremental", "full"), default="incremental")
+    p.add_argument("--mode", choices=("incremental", "full"), default="incremental",
+                   help="incremental: only new, young or changed articles (default); full: everything")
+    p.add_argument("--recheck-days", type=float, default=7.0, metavar="DAYS",
+                   help="re-check known articles published less than DAYS ago (default: %(default)s)")
+    p.add_argument("--max-error-rate", type=float, default=0.05, metavar="RATE",
+                   help="exit 1 when failed requests / requests exceeds RATE (default: %(default)s)")
+    p.add_argument("--metrics-file", metavar="PATH",
+                   help="write Prometheus text-format metrics here (node_exporter textfile collector)")
+    p.add_argument("--logfile", metavar="PATH", help="append the crawl log to PATH instead of stderr")
     p.add_argument("--run-id", help="run id (default: UTC start time + random suffix)")
     p.add_argument("--batch-size", type=_positive(int), metavar="N",
                    help="dataset batch: publish every N records (default 500)")

@@ -27,12 +27,25 @@ NEWSARCHIVE_S3_SSE_KMS_KEY_ID = ""
 NEWSARCHIVE_S3_STORAGE_CLASS = ""      # e.g. "STANDARD_IA"; empty: STANDARD
 NEWSARCHIVE_S3_MULTIPART_THRESHOLD = 8 * 1024 * 1024
 NEWSARCHIVE_CONTACT_URL = "https://github.com/newsarchive/newsarchive"
+NEWSARCHIVE_MODE = "incremental"       # or "full" (README, "Incremental crawls")
+NEWSARCHIVE_RECHECK_DAYS = 7           # known articles younger than this are re-checked
+NEWSARCHIVE_STATE_URL = ""             # empty: <state dir>/state.sqlite
+NEWSARCHIVE_NEARDUP_THRESHOLD = 0.7    # estimated Jaccard similarity (crawler/neardup.py)
+NEWSARCHIVE_SHINGLE_SIZE = 5           # words per shingle
+NEWSARCHIVE_OBEY_CRAWL_DELAY = True    # robots.txt Crawl-delay as the per-host delay floor
+NEWSARCHIVE_MAX_CRAWL_DELAY = 60.0
 
 # --- politeness --------------------------------------------------------------
-USER_AGENT = f"newsarchive/{__version__} (+{NEWSARCHIVE_CONTACT_URL}; archival crawler)"
+# The CLI rebuilds it from NEWSARCHIVE_CONTACT_URL when only the contact is overridden.
+USER_AGENT_TEMPLATE = "newsarchive/{version} (+{contact}; archival crawler)"
+USER_AGENT = USER_AGENT_TEMPLATE.format(version=__version__, contact=NEWSARCHIVE_CONTACT_URL)
 ROBOTSTXT_OBEY = True
 CONCURRENT_REQUESTS_PER_DOMAIN = 2
-DOWNLOAD_DELAY = 1.0                   # the portal's robots.txt asks Crawl-delay: 1
+DOWNLOAD_DELAY = 1.0                   # floor; robots.txt Crawl-delay raises it per host
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 1.0
+AUTOTHROTTLE_MAX_DELAY = 60.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
 RETRY_TIMES = 2
 REDIRECT_MAX_TIMES = 5
 DOWNLOAD_MAXSIZE = 32 * 1024 * 1024
@@ -55,6 +68,11 @@ TELNETCONSOLE_ENABLED = False
 DOWNLOADER_MIDDLEWARES = {
     # Before robots.txt (100): a private address is not even asked for robots.txt.
     "crawler.middlewares.ssrf_guard.SsrfGuardMiddleware": 60,
+    # After RobotsTxtMiddleware (100): robots.txt Crawl-delay per host.
+    "crawler.middlewares.politeness.CrawlDelayMiddleware": 120,
+    # Between WARC capture and RedirectMiddleware (600): every article URL's answer
+    # (each redirect hop too) goes into the incremental state.
+    "crawler.incremental.PageRecorderMiddleware": 640,
     # Above HttpCompressionMiddleware (590) and below Redirect (600) in response
     # order: sees the bytes as sent, and every redirect.
     "crawler.middlewares.warc_capture.WarcCaptureMiddleware": 650,

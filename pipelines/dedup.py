@@ -1,42 +1,69 @@
-"""Dedup stage: one record per article, however many URLs serve it.
+"""Dedup stage: one record per article, however many URLs serve it; versions of an
+article whose page changed; near-duplicates (republications) marked.
 
-Order of the checks (DESIGN.md): canonical URL (the profile's canonicalisation of
-the page's ``rel=canonical``, else of the fetched URL), then the content digest
-(same cleaned text under another canonical URL). The state store keeps both
-between runs, so a later run does not emit an article again.
+Order of the checks (DESIGN.md): canonical URL (the profile's canonicalisation of the
+page's ``rel=canonical``, else of the fetched URL), then the content digest (same
+cleaned title and text under another canonical URL), then MinHash LSH over word
+shingles (:mod:`crawler.neardup`) for a new article. The state store
+(:mod:`crawler.state`) keeps all of it between runs, so a later run does not emit an
+article again and still recognises a republication of an article from an earlier run.
 
 Outcomes, written to ``item["dedup"]["status"]``:
 
-* ``new`` — first time this article is seen: version 1;
-* ``updated`` — the article's own canonical page now has other content: version
-  n+1 with ``previous_sha256``;
-* ``duplicate`` — already known (another URL of it, or unchanged content). The
-  item still goes on to the publish stage, which merges its URL into the record of
-  the current batch; it is never published as a record of its own.
+* ``new`` — first time this article is seen: version 1. When it is a near-duplicate of
+  an earlier article, ``near_duplicate_of`` names that article's id (the status stays
+  ``new``: it is a record of its own; ``item["dedup"]["near_duplicate"]`` is True);
+* ``updated`` — the article's own canonical page now has other content: version n+1
+  with ``previous_sha256``;
+* ``duplicate`` — already known (another URL of it, or unchanged content). The item
+  still goes on to the publish stage, which merges its URL into the record of the
+  current batch; it is never published as a record of its own.
+
+Which article of a near-duplicate pair is "the first": the one published earlier
+(``published_at``), whatever order the crawl met them in. When the earlier one is met
+after the later one's record went out (an earlier batch or run), the published record
+cannot change any more: the earlier one is then marked ``near_duplicate_of`` the later
+(archive order) and ``newsarchive/dedup/near_duplicate_order_inverted`` counts it.
+
+The state is opened when the pipeline is built and exposed at once as
+``crawler.newsarchive_state`` for the spider (incremental decisions), the page
+recorder and the publish stage (``mark_published``); what a killed run left
+unpublished is dropped (:meth:`crawler.state.State.recover`) when the spider opens.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from crawler.items import ArticleItem
+from crawler.items import ArticleItem, QuarantineItem
+from crawler.neardup import DEFAULT_SHINGLE_SIZE, DEFAULT_THRESHOLD, NearDuplicateIndex
 from crawler.sites import get_profile
-from crawler.state import SQLiteState
+from crawler.state import State, open_state
+
+logger = logging.getLogger(__name__)
 
 
 class DedupPipeline:
-    """Item pipeline over :class:`~crawler.state.SQLiteState`.
+    """Item pipeline over a :class:`~crawler.state.State`.
 
     Settings: ``NEWSARCHIVE_STATE_DIR`` (folder of ``state.sqlite``),
-    ``NEWSARCHIVE_SITE`` (profile whose URL rules give the canonical key).
-    Stats: ``newsarchive/dedup/{new,updated,duplicate,alias_content_differs}``.
+    ``NEWSARCHIVE_STATE_URL`` (another backend; default the SQLite file),
+    ``NEWSARCHIVE_SITE`` (profile whose URL rules give the canonical key),
+    ``NEWSARCHIVE_NEARDUP_THRESHOLD`` (estimated Jaccard similarity, default 0.7),
+    ``NEWSARCHIVE_SHINGLE_SIZE`` (words per shingle, default 5), ``NEWSARCHIVE_RUN_ID``.
+    Stats: ``newsarchive/dedup/{new,near_duplicate,updated,duplicate,alias_content_differs}``,
+    ``newsarchive/state/recovered/*`` (what a killed run left unpublished).
     """
 
-    def __init__(self, state_path: Path, profile, stats):
-        self.state_path = state_path
+    def __init__(self, state: State, profile, stats, index: NearDuplicateIndex, run_id: str = "manual",
+                 crawler=None):
+        self.state = state
         self.profile = profile
         self.stats = stats
-        self.state: SQLiteState | None = None
+        self.index = index
+        self.run_id = run_id
+        self.crawler = crawler
         # Articles first recorded in this run from a non-canonical page (m. host,
         # alternate section path): their canonical page, when it comes, replaces
         # that content instead of counting as an update.
@@ -45,23 +72,50 @@ class DedupPipeline:
     @classmethod
     def from_crawler(cls, crawler):
         s = crawler.settings
-        state_dir = Path(s.get("NEWSARCHIVE_STATE_DIR", "state"))
-        return cls(state_dir / "state.sqlite", get_profile(s.get("NEWSARCHIVE_SITE", "baotuyenquang")), crawler.stats)
+        index = NearDuplicateIndex(
+            s.getfloat("NEWSARCHIVE_NEARDUP_THRESHOLD", DEFAULT_THRESHOLD),
+            s.getint("NEWSARCHIVE_SHINGLE_SIZE", DEFAULT_SHINGLE_SIZE),
+        )
+        state = open_state(s.get("NEWSARCHIVE_STATE_URL") or None, Path(s.get("NEWSARCHIVE_STATE_DIR", "state")))
+        # Exposed at once: the publish stage (built after this one) may look for it in
+        # its own from_crawler.
+        crawler.newsarchive_state = state
+        return cls(
+            state,
+            get_profile(s.get("NEWSARCHIVE_SITE", "baotuyenquang")),
+            crawler.stats,
+            index,
+            s.get("NEWSARCHIVE_RUN_ID", "manual"),
+            crawler,
+        )
 
     def open_spider(self):
-        self.state = SQLiteState(self.state_path)
+        """Drop what an interrupted run left unpublished and load the stored
+        signatures. Runs before the spider's ``start()`` is iterated, so the spider's
+        decisions see the recovered state."""
+        for name, value in self.state.recover().items():
+            if value:
+                self.stats.set_value(f"newsarchive/state/recovered/{name}", value)
+                logger.info("state: dropped %d %s left unpublished by an interrupted run", value, name)
+        loaded = self.index.load(self.state.signatures(self.index.params))
+        self.stats.set_value("newsarchive/dedup/signatures_loaded", loaded)
 
     def close_spider(self):
-        if self.state:
-            self.state.close()
+        self.state.close()
 
     def process_item(self, item):
+        if isinstance(item, QuarantineItem):
+            # The page row stays pending until the quarantine batch is durable
+            # (mark_published with the page URL), like an article's.
+            return item
         if not isinstance(item, ArticleItem):
             return item
         return self.classify(item)
 
+    # ------------------------------------------------------------------ decisions
     def classify(self, item: ArticleItem) -> ArticleItem:
-        """Annotate ``item`` with its dedup outcome and version, update the state."""
+        """Annotate ``item`` with its dedup outcome, version and near-duplicate link;
+        update the state."""
         canon = self.profile.canonicalize_url
         key = canon(item.get("canonical_url") or item["url"])
         # The canonical page itself (tracking parameters aside), not a copy on the
@@ -70,6 +124,8 @@ class DedupPipeline:
         own_page = strip(item["url"]) == strip(item.get("canonical_url") or item["url"])
         sha = item["content_sha256"]
         item["urls"] = [item["url"]]
+        item["near_duplicate_of"] = None
+        near = False
         known = self.state.by_key(key)
         if known is None:
             by_text = self.state.by_digest(sha)
@@ -79,7 +135,12 @@ class DedupPipeline:
             else:
                 status = "new"
                 item["version"] = 1
-                self.state.record(key, item.get("article_id"), sha, 1)
+                item["previous_sha256"] = None
+                sig = self.index.signature(item.get("title"), item.get("lead"), item.get("body"))
+                original = self._near_duplicate_original(item, key, sig)
+                near = original is not None
+                item["near_duplicate_of"] = original
+                self._record(key, item, sha, 1, sig=sig, near_duplicate_of=original)
                 if not own_page:
                     self._provisional.add(key)
         elif known.content_sha256 == sha:
@@ -87,18 +148,70 @@ class DedupPipeline:
         elif own_page and key in self._provisional:
             status = "duplicate"
             self._provisional.discard(key)
-            self.state.record(key, item.get("article_id"), sha, known.version)
+            sig = self.index.signature(item.get("title"), item.get("lead"), item.get("body"))
+            self._record(key, item, sha, known.version, sig=sig)
         elif own_page:
             status = "updated"
             item["version"] = known.version + 1
             item["previous_sha256"] = known.content_sha256
-            self.state.record(key, item.get("article_id"), sha, known.version + 1)
+            item["near_duplicate_of"] = known.near_duplicate_of
+            sig = self.index.signature(item.get("title"), item.get("lead"), item.get("body"))
+            self._record(key, item, sha, known.version + 1, sig=sig, previous=known.content_sha256)
         else:
             # Another URL of a known article shows different text (e.g. a stale
             # copy): it is not a new version of the article, only another address.
             status = "duplicate"
             self.stats.inc_value("newsarchive/dedup/alias_content_differs")
         self.state.add_url(item["url"], key)
-        item["dedup"] = {"status": status, "article_key": key, "canonical_page": own_page}
-        self.stats.inc_value(f"newsarchive/dedup/{status}")
+        self.state.link_page(item["url"], key)
+        item["dedup"] = {"status": status, "article_key": key, "canonical_page": own_page, "near_duplicate": near}
+        self.stats.inc_value(f"newsarchive/dedup/{'near_duplicate' if near else status}")
         return item
+
+    def _record(self, key, item, sha, version, *, sig, previous=None, near_duplicate_of=None) -> None:
+        self.state.record(
+            key, item.get("article_id"), sha, version,
+            previous_sha256=previous, published_at=item.get("published_at"),
+            near_duplicate_of=near_duplicate_of, minhash=self.index.to_bytes(sig),
+            minhash_params=self.index.params, run_id=self.run_id,
+        )
+        self.index.add(key, sig)
+
+    def _near_duplicate_original(self, item, key: str, sig) -> str | None:
+        """The article id ``item`` is a near-duplicate of, or None. Makes the other
+        article point at ``item`` instead when ``item`` is the earlier one and the
+        other's record can still change."""
+        candidates = [self.state.by_key(k) for k, _ in self.index.matches(sig, exclude=key)]
+        # Another key of the same article (an id seen under two canonical URLs) is not
+        # a republication.
+        candidates = [c for c in candidates if c is not None and c.article_id != item.get("article_id")]
+        if not candidates:
+            return None
+        # The first of the family: an article that is not itself marked as a copy,
+        # published earliest (unknown dates last).
+        roots = [c for c in candidates if not c.near_duplicate_of] or candidates
+        root = min(roots, key=lambda c: (c.published_at or "9999", c.article_id or ""))
+        mine = item.get("published_at") or "9999"
+        if (root.published_at or "9999") <= mine:
+            return root.near_duplicate_of or root.article_id
+        # ``item`` is older than every known copy: it is the original, if the copies'
+        # records can still be marked.
+        buffered = self._buffered_records()
+        if not all(c.article_key in buffered for c in candidates):
+            self.stats.inc_value("newsarchive/dedup/near_duplicate_order_inverted")
+            return root.article_id
+        for c in candidates:
+            self.state.set_near_duplicate_of(c.article_key, item.get("article_id"))
+            buffered[c.article_key]["near_duplicate_of"] = item.get("article_id")
+            if not c.near_duplicate_of:  # it was counted as new: it is a near-duplicate now
+                self.stats.inc_value("newsarchive/dedup/new", -1)
+                self.stats.inc_value("newsarchive/dedup/near_duplicate")
+        return None
+
+    def _buffered_records(self) -> dict:
+        """The publish stage's records not yet written (article key -> record dict), or
+        an empty dict when there is no such buffer."""
+        publisher = getattr(self.crawler, "newsarchive_publisher", None)
+        records = getattr(publisher, "records", None)
+        return records if isinstance(records, dict) else {}
+

@@ -259,16 +259,18 @@ class PublishPipeline:
         if built.rejected:
             self.stats.inc_value("newsarchive/publish/schema_rejected", built.rejected)
             logger.error("%d record(s) did not fit the dataset schema; quarantined", built.rejected)
+        # Quarantined pages are marked too, or every run would fetch them again.
+        marked = [*keys, *(q["url"] for q in self.quarantine if q.get("url"))]
         with self.spool.lock:  # no drain sees the batch before its articles are marked
             try:
-                self.spool.stage(self.run_id, self.batch, built.objects, keys)
+                self.spool.stage(self.run_id, self.batch, built.objects, marked)
             except SpoolError as exc:
                 # Nothing is marked published, so the next run emits these articles again.
                 self.failed = True
                 self.stats.inc_value("newsarchive/publish/errors")
                 logger.error("publishing stops for this run: %s", exc)
                 return
-            self._mark_published(keys)
+            self._mark_published(marked)
         for k in keys:
             del self.records[k]
             del self.page_rank[k]

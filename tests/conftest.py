@@ -90,17 +90,36 @@ def s3_client(env: dict):
     )
 
 
-def run_newsarchive(args: list[str], proxy: str, extra_env: dict | None = None, timeout: int = 300):
-    """Run the ``newsarchive`` console script with the replica as proxy; returns
-    the CompletedProcess (stdout/stderr as text)."""
+#: Politeness the replica does not need: every crawl a test runs gets these first (its
+#: own ``-s`` come later and win). Production keeps robots.txt Crawl-delay and AutoThrottle.
+TEST_SPEED = ["-s", "NEWSARCHIVE_OBEY_CRAWL_DELAY=0", "-s", "AUTOTHROTTLE_ENABLED=0"]
+
+
+def crawl_args(args: list[str]) -> list[str]:
+    """``args`` with :data:`TEST_SPEED` inserted after a ``crawl``/``demo`` sub-command."""
+    if args and args[0] in ("crawl", "demo"):
+        return [args[0], *TEST_SPEED, *args[1:]]
+    return list(args)
+
+
+def newsarchive_env(proxy: str, extra_env: dict | None = None) -> dict:
+    """The environment of a test crawl: the replica as proxy, no AWS variables but
+    ``extra_env``'s."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.pop("NO_PROXY", None)
     # The S3 endpoint (moto on 127.0.0.1) must not go through the portal proxy;
     # the portal's hosts still do.
     env.update({"http_proxy": proxy, "https_proxy": proxy, "no_proxy": "127.0.0.1,localhost"})
     env.update(extra_env or {})
+    return env
+
+
+def run_newsarchive(args: list[str], proxy: str, extra_env: dict | None = None, timeout: int = 300):
+    """Run the ``newsarchive`` console script with the replica as proxy; returns
+    the CompletedProcess (stdout/stderr as text)."""
     return subprocess.run(
-        [str(BIN / "newsarchive"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [str(BIN / "newsarchive"), *crawl_args(args)], cwd=ROOT, env=newsarchive_env(proxy, extra_env),
+        capture_output=True, text=True, timeout=timeout,
     )
 
 

@@ -63,7 +63,7 @@ def manifest_parquet_files(s3) -> list[str]:
 def test_demo_crawls_exit_0_and_verify_passes(s3_runs):
     for run in ("first", "second"):
         assert s3_runs[run].returncode == 0, s3_runs[run].stderr[-3000:]
-    assert "articles stored    26 (new 26" in s3_runs["first"].stderr
+    assert "articles stored    26 (new 25, updated 0, near-duplicate 1)" in s3_runs["first"].stderr
     assert "articles stored    0 " in s3_runs["second"].stderr
     v = s3_runs["verify_first"]
     assert v.returncode == 0, v.stdout + v.stderr

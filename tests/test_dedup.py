@@ -1,14 +1,17 @@
-"""Dedup stage: one article under several URLs, the canonical page winning, and
-versions across runs with the state kept on disk (SQLite)."""
+"""Dedup stage: one article under several URLs, the canonical page winning, exact and
+near-duplicates (F03), versions across runs with the state kept on disk (SQLite), and
+what a killed run left unpublished coming back."""
 
 from __future__ import annotations
 
+import pytest
 from scrapy.statscollectors import MemoryStatsCollector
 
 from crawler.items import ArticleItem, content_sha256
 from crawler.sites import get_profile
 from pipelines.dedup import DedupPipeline
 from pipelines.publish import PublishPipeline
+from tests.conftest import load_gold
 
 CANON = "https://baotuyenquang.com.vn/chinh-tri/thoi-su/chuan-bi-chu-dao-dai-hoi-dang-bo-cap-co-so-nhiem-ky-2020-2025-132450.html"
 ALIASES = [
@@ -72,6 +75,7 @@ def test_versions_across_runs(tmp_path):
     dedup, _ = open_pipeline(tmp_path)
     first = dedup.process_item(item(CANON))
     assert (first["dedup"]["status"], first["version"]) == ("new", 1)
+    dedup.state.mark_published([first["dedup"]["article_key"]])  # its batch went out
     dedup.close_spider()
 
     dedup, _ = open_pipeline(tmp_path)  # a later run, same state directory
@@ -83,3 +87,199 @@ def test_versions_across_runs(tmp_path):
     # A stale alternate URL with other text is not a third version.
     stale = dedup.process_item(item(ALIASES[3], body=("Cũ.",)))
     assert stale["dedup"]["status"] == "duplicate"
+
+
+# ---------------------------------------------------------------- canonical keys
+
+
+@pytest.mark.parametrize(
+    ("canonical", "key"),
+    [
+        # https, the m. host alias, tracking parameters and the fragment go ...
+        ("http://m.baotuyenquang.com.vn/a-b-123456.html?utm_source=fb&fbclid=Iw#binh-luan",
+         "https://baotuyenquang.com.vn/a-b-123456.html"),
+        # ... parameters that select content stay (sorted, percent-encoding normalised by w3lib).
+        ("https://baotuyenquang.com.vn/a-b-123456.html?page=2&zarsrc=31&id=7",
+         "https://baotuyenquang.com.vn/a-b-123456.html?id=7&page=2"),
+        ("https://baotuyenquang.com.vn/a-b-123456.html?q=Hàm Yên", "https://baotuyenquang.com.vn/a-b-123456.html?q=H%C3%A0m+Y%C3%AAn"),
+    ],
+)
+def test_the_dedup_key_is_the_canonicalised_canonical_url(tmp_path, canonical, key):
+    dedup, _ = open_pipeline(tmp_path)
+    it = item("https://baotuyenquang.com.vn/some-other-path-123456.html")
+    it["canonical_url"] = canonical
+    assert dedup.process_item(it)["dedup"]["article_key"] == key
+
+
+def test_exact_duplicate_under_another_id_adds_its_url_to_the_first_record(tmp_path):
+    """Same normalised title and text under another URL and id: one record whose
+    ``urls`` holds both addresses."""
+    dedup, stats = open_pipeline(tmp_path)
+    publisher = PublishPipeline("unused", "R", 500, "baotuyenquang", stats)
+    publisher.add_article(dedup.process_item(item(CANON)))
+    copy_url = "https://baotuyenquang.com.vn/chinh-tri/thoi-su/ban-sao-999999.html"
+    copy = item(copy_url)
+    copy["article_id"], copy["canonical_url"] = "999999", copy_url
+    out = dedup.process_item(copy)
+    assert out["dedup"] == {"status": "duplicate", "article_key": CANON, "canonical_page": False, "near_duplicate": False}
+    publisher.add_article(out)
+    (record,) = publisher.records.values()
+    assert record["article_id"] == "132450"
+    assert record["urls"] == sorted([CANON, copy_url])
+    assert copy_url in dedup.state.urls_of(CANON)
+
+
+# ---------------------------------------------------------------- near-duplicates (F03)
+
+GOLD = load_gold()
+
+
+def gold_item(article_id: str) -> ArticleItem:
+    g = GOLD[article_id]
+    return ArticleItem(
+        article_id=article_id, url=g["canonical_url"], canonical_url=g["canonical_url"], title=g["title"],
+        lead=g["lead"], body=list(g["body"]), section=list(g["section"]), published_at=g["published_at"],
+        content_sha256=content_sha256(g["title"], g["lead"], g["body"]),
+    )
+
+
+def test_republication_is_marked_near_duplicate_of_the_first(tmp_path):
+    dedup, stats = open_pipeline(tmp_path)
+    first = dedup.process_item(gold_item("146233"))
+    second = dedup.process_item(gold_item("157890"))
+    assert (first["dedup"]["status"], first["near_duplicate_of"]) == ("new", None)
+    assert (second["dedup"]["status"], second["version"], second["near_duplicate_of"]) == ("new", 1, "146233")
+    assert second["dedup"]["near_duplicate"] is True
+    assert (stats.get_value("newsarchive/dedup/new"), stats.get_value("newsarchive/dedup/near_duplicate")) == (1, 1)
+
+
+def test_no_other_gold_article_is_a_near_duplicate(tmp_path):
+    dedup, stats = open_pipeline(tmp_path)
+    marked = {}
+    for article_id in sorted(GOLD, key=lambda a: GOLD[a]["published_at"]):
+        out = dedup.process_item(gold_item(article_id))
+        if out["near_duplicate_of"]:
+            marked[article_id] = out["near_duplicate_of"]
+    assert marked == {"157890": "146233"}
+    assert stats.get_value("newsarchive/dedup/new") == 25
+
+
+def test_the_earlier_article_met_later_in_the_same_batch_becomes_the_original(tmp_path):
+    """Crawl order is not publication order: the 2022 republication met first is
+    re-pointed at the 2021 original while its record still waits in the batch."""
+    crawler = _Crawler(tmp_path)
+    dedup = DedupPipeline.from_crawler(crawler)
+    publisher = PublishPipeline("unused", "R", 500, "baotuyenquang", crawler.stats)
+    crawler.newsarchive_publisher = publisher
+    dedup.open_spider()
+    publisher.add_article(dedup.process_item(gold_item("157890")))
+    original = dedup.process_item(gold_item("146233"))
+    publisher.add_article(original)
+    assert original["near_duplicate_of"] is None
+    by_id = {r["article_id"]: r for r in publisher.records.values()}
+    assert by_id["157890"]["near_duplicate_of"] == "146233"
+    assert by_id["146233"]["near_duplicate_of"] is None
+    assert dedup.state.by_key(GOLD["157890"]["canonical_url"]).near_duplicate_of == "146233"
+    assert (crawler.stats.get_value("newsarchive/dedup/new"), crawler.stats.get_value("newsarchive/dedup/near_duplicate")) == (1, 1)
+
+
+def test_the_earlier_article_met_after_the_later_was_published_points_at_it(tmp_path):
+    """The published record cannot change: archive order decides, and it is counted."""
+    dedup, stats = open_pipeline(tmp_path)
+    later = dedup.process_item(gold_item("157890"))
+    dedup.state.mark_published([later["dedup"]["article_key"]])
+    earlier = dedup.process_item(gold_item("146233"))
+    assert earlier["near_duplicate_of"] == "157890"
+    assert stats.get_value("newsarchive/dedup/near_duplicate_order_inverted") == 1
+
+
+def test_a_republication_in_a_later_run_is_caught_from_the_stored_signatures(tmp_path):
+    dedup, _ = open_pipeline(tmp_path)
+    first = dedup.process_item(gold_item("146233"))
+    dedup.state.mark_published([first["dedup"]["article_key"]])
+    dedup.close_spider()
+
+    dedup, stats = open_pipeline(tmp_path)  # a new process: only the SQLite file remains
+    assert stats.get_value("newsarchive/dedup/signatures_loaded") == 1
+    assert dedup.process_item(gold_item("157890"))["near_duplicate_of"] == "146233"
+
+
+def test_signatures_built_with_another_shingle_size_are_not_compared(tmp_path):
+    dedup, _ = open_pipeline(tmp_path)
+    first = dedup.process_item(gold_item("146233"))
+    dedup.state.mark_published([first["dedup"]["article_key"]])
+    dedup.close_spider()
+
+    crawler = _Crawler(tmp_path)
+    crawler.settings.set("NEWSARCHIVE_SHINGLE_SIZE", 3)
+    dedup = DedupPipeline.from_crawler(crawler)
+    dedup.open_spider()
+    assert crawler.stats.get_value("newsarchive/dedup/signatures_loaded") == 0
+    assert dedup.process_item(gold_item("157890"))["near_duplicate_of"] is None
+
+
+def test_an_updated_article_keeps_its_near_duplicate_link(tmp_path):
+    dedup, _ = open_pipeline(tmp_path)
+    dedup.process_item(gold_item("146233"))
+    second = dedup.process_item(gold_item("157890"))
+    dedup.state.mark_published([second["dedup"]["article_key"]])
+    edited = gold_item("157890")
+    edited["body"] = [*edited["body"], "Một đoạn mới."]
+    edited["content_sha256"] = content_sha256(edited["title"], edited["lead"], edited["body"])
+    out = dedup.process_item(edited)
+    assert (out["dedup"]["status"], out["version"], out["near_duplicate_of"]) == ("updated", 2, "146233")
+
+
+# ---------------------------------------------------------------- publication and recovery
+
+
+def test_what_a_killed_run_left_unpublished_is_emitted_again(tmp_path):
+    dedup, _ = open_pipeline(tmp_path)
+    published = dedup.process_item(item(CANON))
+    dedup.state.mark_published([CANON])
+    lost = dedup.process_item(gold_item("146233"))  # its batch never reached the store
+    assert lost["dedup"]["status"] == "new"
+    dedup.state.db.close()  # killed: no close_spider, no mark_published
+
+    dedup, stats = open_pipeline(tmp_path)
+    assert stats.get_value("newsarchive/state/recovered/articles_dropped") == 1
+    assert dedup.process_item(item(CANON))["dedup"]["status"] == "duplicate"
+    again = dedup.process_item(gold_item("146233"))
+    assert (again["dedup"]["status"], again["version"]) == ("new", 1)
+    assert published["version"] == 1
+
+
+def test_an_unpublished_update_is_rolled_back_and_emitted_again(tmp_path):
+    dedup, _ = open_pipeline(tmp_path)
+    v1 = dedup.process_item(item(CANON))
+    dedup.state.mark_published([CANON])
+    changed = item(CANON, body=("Đoạn một.", "Đoạn hai, đã sửa."))
+    assert dedup.process_item(changed)["version"] == 2
+    dedup.state.db.close()  # killed before the batch with version 2 was written
+
+    dedup, stats = open_pipeline(tmp_path)
+    assert stats.get_value("newsarchive/state/recovered/versions_dropped") == 1
+    assert dedup.state.by_key(CANON).version == 1
+    again = dedup.process_item(item(CANON, body=("Đoạn một.", "Đoạn hai, đã sửa.")))
+    assert (again["dedup"]["status"], again["version"], again["previous_sha256"]) == ("updated", 2, v1["content_sha256"])
+
+
+def test_the_publish_stage_marks_its_batch_published_after_writing_it(tmp_path):
+    from scrapy.settings import Settings
+
+    crawler = _Crawler(tmp_path)
+    crawler.settings = Settings({"NEWSARCHIVE_STATE_DIR": str(tmp_path / "state"), "NEWSARCHIVE_STORE": str(tmp_path / "store")})
+    dedup = DedupPipeline.from_crawler(crawler)
+    # The contract with the publish stage: the state is on the crawler before the
+    # publisher (a later pipeline) is built.
+    assert crawler.newsarchive_state is dedup.state
+    publisher = PublishPipeline.from_crawler(crawler)
+    dedup.open_spider()
+    publisher.open_spider()
+    it = dedup.process_item(item(CANON))
+    it["warc"], it["published_at"] = {"file": "w", "offset": 0, "length": 1}, "2020-01-01T00:00:00+07:00"
+    publisher.add_article(it)
+    assert dedup.state.pending_count() == 1
+    publisher.flush()
+    assert dedup.state.pending_count() == 0
+    assert crawler.newsarchive_state.by_key(CANON).published

@@ -137,10 +137,10 @@ def test_outage_spools_everything_stats_say_so_and_the_next_run_publishes_it(tmp
     assert stats["newsarchive/publish/spooled"] == 4 and stats["newsarchive/publish/spooled_batches"] == 2
     assert stats["newsarchive/publish/store_failures"] == 1  # tried once, then left for the retry interval
     assert "newsarchive/publish/records" not in stats and store.created == []
-    from crawler.cli import exit_code_for, summarize
+    from crawler.report import checks, summarize
 
     report = summarize({**stats, "finish_reason": "finished", "downloader/response_count": 9}, "R1", "x", [])
-    assert exit_code_for(report) == 3
+    assert checks(report, None, 0.05)[0] == 3
     store.down = False
     p2 = make(tmp_path, store=store, run="R2")
     assert p2.crawler.stats["newsarchive/publish/drained_records"] == 3

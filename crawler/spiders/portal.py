@@ -7,24 +7,38 @@ Which hosts are crawled and what is an article are the profile's business
 (``crawler/sites``); robots.txt is obeyed by Scrapy's RobotsTxtMiddleware; every
 response, whatever its kind, is archived by the WARC capture middleware before
 it reaches this spider.
+
+Incremental mode (``NEWSARCHIVE_MODE``, the default): hub pages (home, listings,
+feeds, sitemaps) are always fetched; an article URL goes through
+:class:`crawler.incremental.IncrementalPolicy` (fetch if new, conditional re-check if
+young or its sitemap ``<lastmod>`` moved, else skip), and a listing page whose article
+links are all settled does not follow its pagination. Resuming after a kill needs no
+JOBDIR: what the killed run did not publish is not known, so re-discovery from the
+home page, listings and sitemaps fetches it again.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import re
 from datetime import datetime, timezone
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 import scrapy
 from lxml import etree
 from protego import Protego
+from scrapy import signals
+from scrapy.exceptions import IgnoreRequest
 from scrapy.linkextractors import IGNORED_EXTENSIONS, LinkExtractor
+from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.sitemap import Sitemap
 
 from crawler.extract import extract_article
+from crawler.incremental import IncrementalPolicy
 from crawler.items import ArticleItem, QuarantineItem, content_sha256
 from crawler.layout import warc_key
+from crawler.report import record_error
 from crawler.sites import get_profile
 
 #: Feeds are pages to read here, not binaries to skip.
@@ -32,6 +46,10 @@ DENY_EXTENSIONS = [e for e in IGNORED_EXTENSIONS if e != "rss"]
 
 #: Largest decompressed sitemap we read (bytes): a gzip bomb stops here.
 SITEMAP_MAX_BYTES = 50 * 1024 * 1024
+
+#: Listing pagination links (``/trang-2.html``, ``/page/2/``, ``?page=2``); a profile may
+#: set its own ``pagination_re``.
+PAGINATION_RE = re.compile(r"(?:/trang-\d+\.html|/page/\d+/?)$|[?&](?:page|p|trang)=\d+(?:&|$)", re.IGNORECASE)
 
 
 def _as_list(value) -> list[str]:
@@ -45,7 +63,8 @@ def _as_list(value) -> list[str]:
 class PortalSpider(scrapy.Spider):
     """Spider arguments (``-a`` or the CLI): ``site`` (profile name, default
     ``baotuyenquang``), ``start_urls`` and ``allowed_domains`` (comma-separated;
-    default the profile's), ``run_id``."""
+    default the profile's). Settings: ``NEWSARCHIVE_RUN_ID``, ``NEWSARCHIVE_MODE``
+    (``incremental`` or ``full``), ``NEWSARCHIVE_RECHECK_DAYS`` (default 7)."""
 
     name = "portal"
 
@@ -66,6 +85,18 @@ class PortalSpider(scrapy.Spider):
         spider.allowed_domains = (spider._allowed_domains_arg or list(spider.profile.hosts)
                                   or sorted({urlsplit(u).hostname for u in spider.start_urls} - {None}))
         spider.run_id = s.get("NEWSARCHIVE_RUN_ID", "manual")
+        spider.mode = s.get("NEWSARCHIVE_MODE", "incremental")
+        spider.recheck_days = s.getfloat("NEWSARCHIVE_RECHECK_DAYS", 7.0)
+        spider.pagination_re = getattr(spider.profile, "pagination_re", PAGINATION_RE)
+        spider.policy = IncrementalPolicy(None, "full")  # replaced in start(), once the state is open
+        spider._discovered: set[str] = set()  # canonical keys of article URLs met
+        spider._requested: set[str] = set()  # article URLs requested in this run
+        spider._skipped: set[str] = set()  # article URLs incremental mode left out
+        #: URL -> the sitemap's <lastmod>, for PageRecorderMiddleware whatever order the
+        #: sitemap and the page arrive in.
+        spider.sitemap_lastmods: dict[str, str] = {}
+        crawler.signals.connect(spider.on_spider_error, signals.spider_error)
+        crawler.signals.connect(spider.on_item_error, signals.item_error)
         # <a>/<area> links, plus <link rel="alternate"> (RSS feeds, the mobile
         # copy); never <link rel="canonical">: it names a page, it does not link one,
         # and an http:// canonical would start a second crawl of the whole site.
@@ -85,19 +116,81 @@ class PortalSpider(scrapy.Spider):
         return spider
 
     async def start(self):
+        # The dedup stage opened the state (crawler.newsarchive_state) when the engine
+        # was built; without it every URL is fetched.
+        self.policy = IncrementalPolicy(
+            getattr(self.crawler, "newsarchive_state", None),
+            self.mode,
+            self.recheck_days,
+            canonicalize=self.profile.canonicalize_url,
+        )
         seen_hosts = set()
         for url in self.start_urls:
-            yield scrapy.Request(url, callback=self.parse)
+            yield scrapy.Request(url, callback=self.parse, errback=self.on_error)
             root = "{0.scheme}://{0.netloc}".format(urlsplit(url))
             if root not in seen_hosts:
                 seen_hosts.add(root)
                 # robots.txt is fetched again here (Scrapy's robots middleware keeps
                 # its copy to itself) only to read its Sitemap: lines.
-                yield scrapy.Request(root + "/robots.txt", callback=self.parse_robots, dont_filter=True)
+                yield scrapy.Request(
+                    root + "/robots.txt", callback=self.parse_robots, errback=self.on_error, dont_filter=True
+                )
 
     def parse_robots(self, response):
         for sitemap_url in Protego.parse(response.text).sitemaps:
-            yield scrapy.Request(urljoin(response.url, sitemap_url), callback=self.parse_sitemap)
+            yield scrapy.Request(urljoin(response.url, sitemap_url), callback=self.parse_sitemap, errback=self.on_error)
+
+    # ------------------------------------------------------------------ scheduling
+    def follow(self, url: str, lastmod: str | None = None, callback=None) -> scrapy.Request | None:
+        """The request for a discovered URL, or None when incremental mode skips it
+        (a known article that is not due for a re-check). ``lastmod``: the sitemap's
+        ``<lastmod>`` for it."""
+        request = scrapy.Request(url, callback=callback or self.parse, errback=self.on_error)
+        if not self.profile.is_article_url(request.url):
+            return request
+        stats = self.crawler.stats
+        self._discovered.add(self.profile.canonicalize_url(request.url))
+        stats.set_value("newsarchive/discovery/article_urls", len(self._discovered))
+        if request.url in self._requested:
+            return None  # the scheduler's duplicate filter would drop it anyway
+        decision = self.policy.decide(request.url, lastmod)
+        if not decision.fetch:
+            # Skipped for now; a sitemap <lastmod> met later may still fetch it.
+            self._skipped.add(request.url)
+            stats.set_value("newsarchive/incremental/skipped", len(self._skipped))
+            return None
+        self._requested.add(request.url)
+        if request.url in self._skipped:
+            self._skipped.discard(request.url)
+            stats.set_value("newsarchive/incremental/skipped", len(self._skipped))
+        stats.inc_value(f"newsarchive/incremental/fetch/{decision.reason}")
+        meta = {}
+        if decision.headers:
+            meta["handle_httpstatus_list"] = [304]  # "not modified" is an answer, not an error
+        return request.replace(headers=decision.headers, meta=meta)
+
+    def is_pagination(self, url: str) -> bool:
+        return bool(self.pagination_re.search(url))
+
+    def on_error(self, failure):
+        """Errback of every request: failures go to the run report with their URL;
+        policy refusals (robots.txt, off-site) are not errors."""
+        request = failure.request
+        if failure.check(HttpError):
+            kind = f"http_{failure.value.response.status}"
+        elif failure.check(IgnoreRequest):
+            if "max redirections" not in str(failure.value):
+                return
+            kind = "redirect_loop"
+        else:
+            kind = failure.type.__name__
+        record_error(self.crawler.stats, kind, request.url)
+
+    def on_spider_error(self, failure, response, spider):
+        record_error(self.crawler.stats, f"spider_{failure.type.__name__}", getattr(response, "url", None))
+
+    def on_item_error(self, item, response, spider, failure):
+        record_error(self.crawler.stats, f"item_{failure.type.__name__}", getattr(response, "url", None))
 
     def parse_sitemap(self, response):
         body = response.body
@@ -111,13 +204,30 @@ class PortalSpider(scrapy.Spider):
         except Exception:  # noqa: BLE001 - any malformed XML is counted, not fatal
             self.crawler.stats.inc_value("newsarchive/sitemap/unreadable")
             return
-        callback = self.parse_sitemap if sitemap.type == "sitemapindex" else self.parse
+        index = sitemap.type == "sitemapindex"
+        state = getattr(self.crawler, "newsarchive_state", None)
         for entry in sitemap:
             loc = entry.get("loc")
-            if loc:
-                yield scrapy.Request(self.request_url(urljoin(response.url, loc)), callback=callback)
+            if not loc:
+                continue
+            url = self.request_url(urljoin(response.url, loc))
+            if index:
+                yield scrapy.Request(url, callback=self.parse_sitemap, errback=self.on_error)
+                continue
+            lastmod = (entry.get("lastmod") or "").strip() or None
+            if lastmod and self.profile.is_article_url(url):
+                request_url = scrapy.Request(url).url
+                self.sitemap_lastmods[request_url] = lastmod
+                if state is not None:
+                    # For a page this run fetched before reading the sitemap.
+                    state.note_lastmod(request_url, lastmod, self.run_id)
+            request = self.follow(url, lastmod)
+            if request is not None:
+                yield request
 
     def parse(self, response):
+        if response.status == 304:
+            return  # unchanged since the last fetch; PageRecorderMiddleware noted it
         ctype = response.headers.get(b"Content-Type", b"").decode("latin-1").lower()
         url = response.url
         if "rss" in ctype or url.endswith(".rss") or ("xml" in ctype and b"<rss" in response.body[:512]):
@@ -131,14 +241,32 @@ class PortalSpider(scrapy.Spider):
             if item is not None:
                 yield item
         if isinstance(response, scrapy.http.HtmlResponse):
-            for extractor in (self.links, self.alternates):
-                for link in extractor.extract_links(response):
-                    yield scrapy.Request(self.request_url(link.url), callback=self.parse)
+            urls = [
+                self.request_url(link.url)
+                for extractor in (self.links, self.alternates)
+                for link in extractor.extract_links(response)
+            ]
+            # Listings are newest first: once a whole page holds only settled
+            # articles, the section's older pages hold nothing new either.
+            stop = (
+                self.policy.incremental
+                and not self.profile.is_article_url(url)
+                and all(self.policy.is_settled(u) for u in urls if self.profile.is_article_url(u))
+            )
+            for link_url in urls:
+                if stop and self.is_pagination(link_url):
+                    self.crawler.stats.inc_value("newsarchive/incremental/pagination_stopped")
+                    continue
+                request = self.follow(link_url)
+                if request is not None:
+                    yield request
 
     def request_url(self, url: str) -> str:
         """The URL to fetch for a link: as linked (tracking parameters included, so
         every address of an article is seen), but on https for a profile whose
-        hosts serve https only (``force_https``)."""
+        hosts serve https only (``force_https``). The fragment is dropped: it is never
+        sent, and the incremental state knows a page by the URL it requested."""
+        url = urldefrag(url)[0]
         if url.startswith("http://") and getattr(self.profile, "force_https", False):
             host = urlsplit(url).hostname
             if host in self.profile.hosts:
@@ -156,7 +284,9 @@ class PortalSpider(scrapy.Spider):
             return
         for link in root.iterfind(".//item/link"):
             if link.text and link.text.strip():
-                yield scrapy.Request(self.request_url(urljoin(response.url, link.text.strip())), callback=self.parse)
+                request = self.follow(self.request_url(urljoin(response.url, link.text.strip())))
+                if request is not None:
+                    yield request
 
     def article(self, response) -> ArticleItem | QuarantineItem | None:
         """The item for an article page: parsed by the profile, with the page's WARC
