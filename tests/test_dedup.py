@@ -4,6 +4,8 @@ what a killed run left unpublished coming back."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from scrapy.statscollectors import MemoryStatsCollector
 
@@ -275,7 +277,7 @@ def test_the_publish_stage_marks_its_batch_published_after_writing_it(tmp_path):
     assert crawler.newsarchive_state is dedup.state
     publisher = PublishPipeline.from_crawler(crawler)
     dedup.open_spider()
-    publisher.open_spider()
+    asyncio.run(publisher.open_spider())  # drains the (empty) spool first
     it = dedup.process_item(item(CANON))
     it["warc"], it["published_at"] = {"file": "w", "offset": 0, "length": 1}, "2020-01-01T00:00:00+07:00"
     publisher.add_article(it)
