@@ -250,7 +250,7 @@ def add_crawl_options(p: argparse.ArgumentParser) -> None:
 
 #: Modules that add sub-commands. Each has ``register(subparsers)``, which adds
 #: its parsers with ``set_defaults(func=...)``; ``func(args)`` returns the exit code.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("crawler.commands.warc",)
 
 
 def build_parser() -> argparse.ArgumentParser:
