@@ -546,7 +546,9 @@ class WarcCaptureMiddleware:
         write_metadata = self.metadata and (revisit is None or self.metadata_revisits)
         metadata = self._metadata_fields(kwargs, context, revisit is None) if write_metadata else None
         ptr = self.writer.write_exchange(**kwargs, revisit=revisit, metadata=metadata)
-        if revisit is None and self.index is not None and kwargs["body"] and not kwargs["truncated"]:
+        if revisit is not None and self.index is not None:
+            self.index.stage_revisit(kwargs["url"], ptr.file)
+        elif self.index is not None and kwargs["body"] and not kwargs["truncated"]:
             self.index.stage(
                 Capture(
                     digest=digest,

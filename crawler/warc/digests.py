@@ -51,6 +51,12 @@ CREATE TABLE IF NOT EXISTS captures (
     PRIMARY KEY (store, digest, url)
 );
 CREATE INDEX IF NOT EXISTS captures_by_url ON captures (store, url, warc_date);
+-- URLs archived by a revisit only (their payload sits under another URL)
+CREATE TABLE IF NOT EXISTS revisited_urls (
+    store           TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    PRIMARY KEY (store, url)
+);
 """
 
 
@@ -116,6 +122,8 @@ class PayloadDigestIndex:
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         #: file name → captures written to that (still open) file.
         self._staged: dict[str, list[Capture]] = {}
+        #: file name → URLs archived as revisits in that (still open) file.
+        self._staged_urls: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------ look-ups
     def lookup(self, digest: str, url: str) -> Capture | None:
@@ -154,8 +162,17 @@ class PayloadDigestIndex:
         return max(candidates, key=lambda c: c.warc_date) if candidates else None
 
     def has_url(self, url: str) -> bool:
-        """True when ``url`` has a full capture in this store (committed or staged)."""
-        return self.latest_for_url(url) is not None
+        """True when ``url`` is archived in this store, as a full capture or a
+        revisit (committed or staged)."""
+        if self.latest_for_url(url) is not None:
+            return True
+        with self._lock:
+            if any(url in urls for urls in self._staged_urls.values()):
+                return True
+            row = self.db.execute(
+                "SELECT 1 FROM revisited_urls WHERE store=? AND url=?", (self.store, url)
+            ).fetchone()
+        return row is not None
 
     # -------------------------------------------------------------- writes
     def stage(self, capture: Capture) -> None:
@@ -163,17 +180,31 @@ class PayloadDigestIndex:
         with self._lock:
             self._staged.setdefault(capture.file, []).append(capture)
 
+    def stage_revisit(self, url: str, file: str) -> None:
+        """Remember that ``url`` was archived as a revisit in a still-open file
+        (for :meth:`has_url`; a revisit is never an original)."""
+        with self._lock:
+            self._staged_urls.setdefault(file, set()).add(url)
+
     def commit_file(self, file: str) -> int:
-        """Commit the captures staged for ``file`` (its name, now closed); returns how many."""
+        """Commit the captures staged for ``file`` (its name, now closed); returns
+        how many full captures."""
         with self._lock:
             captures = self._staged.pop(file, [])
+            urls = self._staged_urls.pop(file, set())
             self._insert(captures)
+            if urls:
+                with self.db:
+                    self.db.executemany(
+                        "INSERT OR IGNORE INTO revisited_urls VALUES (?,?)", [(self.store, u) for u in sorted(urls)]
+                    )
         return len(captures)
 
     def discard_file(self, file: str) -> None:
         """Forget staged captures of a file that will never be closed."""
         with self._lock:
             self._staged.pop(file, None)
+            self._staged_urls.pop(file, None)
 
     def _insert(self, captures: list[Capture]) -> None:
         if not captures:
@@ -189,17 +220,20 @@ class PayloadDigestIndex:
             )
 
     def add_from_warc(self, path: str | os.PathLike[str]) -> int:
-        """Commit every indexable ``response`` record of a closed WARC file
-        (used for files recovered or left over from a killed run); returns the
-        number of records read. Unreadable trailing data is logged and ignored."""
+        """Commit every indexable ``response`` record (and the URLs of revisit
+        records) of a closed WARC file (used for files recovered or left over
+        from a killed run); returns the number of full captures added. Unreadable trailing data is logged and ignored."""
         from warcio.archiveiterator import ArchiveIterator
 
         path = Path(path)
         captures: list[Capture] = []
+        revisited: set[str] = set()
         try:
             with open(path, "rb") as fh:
                 it = ArchiveIterator(fh)
                 for rec in it:
+                    if rec.rec_type == "revisit":
+                        revisited.add(rec.rec_headers.get_header("WARC-Target-URI"))
                     if rec.rec_type != "response" or rec.http_headers is None:
                         continue
                     digest = rec.rec_headers.get_header("WARC-Payload-Digest")
@@ -223,6 +257,11 @@ class PayloadDigestIndex:
             logger.exception("could not read %s for the payload-digest index", path)
         with self._lock:
             self._insert(captures)
+            with self.db:
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO revisited_urls VALUES (?,?)",
+                    [(self.store, u) for u in sorted(revisited) if u],
+                )
         return len(captures)
 
     def count(self) -> int:

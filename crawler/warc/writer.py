@@ -8,10 +8,10 @@ Layout of every file produced here:
   complete, so a consumer never picks up a half-written file;
 * the first record is a ``warcinfo`` record (WARC 1.1 §6.2) describing the
   software, format and crawl policy;
-* then, per HTTP exchange, a ``request`` record (§6.6) followed by a
-  ``response`` record (§6.4); the request carries ``WARC-Concurrent-To``
-  (§5.7) naming the response's ``WARC-Record-ID``; optional ``metadata``
-  records (§6.7) follow;
+* then, per HTTP exchange, a ``response`` (§6.4) or ``revisit`` (§6.7.2)
+  record followed by its ``request`` record (§6.6), Heritrix's order; the
+  request carries ``WARC-Concurrent-To`` (§5.7) naming the response's
+  ``WARC-Record-ID``; a ``metadata`` record (§6.7) may follow;
 * every record is its own gzip member (WARC 1.1 Annex D.2, "record-at-time
   compression"), so ``(offset, length)`` of a member addresses exactly one
   record and can be read with a ranged GET / ``seek`` + one gzip member.
@@ -284,7 +284,22 @@ class WarcFileWriter:
             "hostname": socket.gethostname(),
         }
         fields.update(self.warcinfo_fields)
-        record = self._writer.create_warcinfo_record(name, fields)
+        # Own encoding, not warcio's create_warcinfo_record: a list value is one
+        # line per element (e.g. several crawlSetting lines).
+        payload = _warc_fields(fields)
+        record = self._writer.create_warc_record(
+            "",
+            "warcinfo",
+            payload=io.BytesIO(payload),
+            length=len(payload),
+            warc_content_type="application/warc-fields",
+            warc_headers_dict={
+                "WARC-Type": "warcinfo",
+                "WARC-Record-ID": StatusAndHeadersParser.make_warc_id(),
+                "WARC-Filename": name,
+                "WARC-Date": _warc_date(datetime.now(timezone.utc)),
+            },
+        )
         try:
             self._write_record(record)
         except BaseException:
@@ -400,7 +415,7 @@ class WarcFileWriter:
         revisit: Revisit | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> RecordPointer:
-        """Write a ``request`` + ``response`` record pair for one HTTP exchange
+        """Write a ``response`` + ``request`` record pair for one HTTP exchange
         (a ``revisit`` instead of the ``response`` when ``revisit`` is given),
         followed by a ``metadata`` record when ``metadata`` is given. The
         records are written as one unit: all of them or none.
@@ -442,7 +457,7 @@ class WarcFileWriter:
             ``file`` is the final name, valid after the file is closed.
 
         Raises:
-            OSError: write failure (file rolled back to before the request
+            OSError: write failure (file rolled back to before the response
                 record; the exchange is not in the WARC).
         """
         protocol = protocol or "HTTP/1.1"
@@ -507,10 +522,13 @@ class WarcFileWriter:
             if metadata is not None:
                 meta_record = self._metadata_record(resp_id, url, metadata, warc_date)
 
+            # Heritrix's order (response, request, metadata): cdxj-indexer pairs a
+            # request with the response just before it (its referrer goes into
+            # the index, which WACZ page detection uses).
             start = self._fh.tell()
             try:
-                self._write_record(request)
                 offset, length = self._write_record(response)
+                self._write_record(request)
                 if meta_record is not None:
                     self._write_record(meta_record)
             except BaseException:
