@@ -158,7 +158,9 @@ def test_digest_index_staged_until_file_closed_then_persisted(tmp_path):
     idx = PayloadDigestIndex(path, str(tmp_path / "store"))
     a = _cap("sha1:AAA", "https://h.test/a")
     idx.stage(a)
-    assert idx.lookup("sha1:AAA", "https://h.test/other") == a  # visible in-process, any URL
+    assert idx.lookup("sha1:AAA", "https://h.test/a") == a  # visible in-process
+    assert idx.lookup("sha1:AAA", "https://h.test/other") is None  # same URL only by default
+    assert idx.lookup("sha1:AAA", "https://h.test/other", any_url=True) == a
     assert idx.count() == 0  # not committed: the file is still .open
     assert idx.commit_file(a.file) == 1
     idx.close()
@@ -182,7 +184,9 @@ def test_digest_index_prefers_same_url_then_earliest(tmp_path):
     idx.stage(second)
     idx.commit_file(first.file)
     assert idx.lookup("sha1:X", "https://h.test/2") == second
-    assert idx.lookup("sha1:X", "https://h.test/3") == first
+    assert idx.lookup("sha1:X", "https://h.test/2", any_url=True) == second
+    assert idx.lookup("sha1:X", "https://h.test/3", any_url=True) == first
+    assert idx.lookup("sha1:X", "https://h.test/3") is None
     newer = _cap("sha1:Y", "https://h.test/1", date="2026-02-01T00:00:00.000000Z")
     idx.stage(newer)  # staged, newer than the committed one
     assert idx.latest_for_url("https://h.test/1") == newer
@@ -212,3 +216,90 @@ def test_normalise_store_url(tmp_path):
     assert normalise_store_url("s3://b/p/") == "s3://b/p"
     assert normalise_store_url(f"file://{tmp_path}/x") == str(tmp_path / "x")
     assert normalise_store_url("rel") == str(Path("rel").resolve())
+
+
+# ------------------------------------------------------- middleware revisits
+def _mw(tmp_path, **settings):
+    from scrapy import Spider
+    from scrapy.utils.test import get_crawler
+
+    from crawler.middlewares.warc_capture import WarcCaptureMiddleware
+
+    crawler = get_crawler(Spider, {"WARC_DIR": str(tmp_path / "warc"), "NEWSARCHIVE_STORE": str(tmp_path / "store"),
+                                   **settings})
+    crawler.stats.open_spider()
+    return crawler, WarcCaptureMiddleware.from_crawler(crawler)
+
+
+def _run(mw, exchanges):
+    import asyncio
+
+    from scrapy.http import HtmlResponse, Request
+
+    async def go():
+        out = []
+        for url, status, body, meta in exchanges:
+            req = Request(url, meta=dict(meta))
+            try:
+                mw.process_request(req)
+            except Exception as exc:  # noqa: BLE001 - the test looks at it
+                out.append(exc)
+                continue
+            resp = HtmlResponse(url, status=status, body=body, request=req,
+                                headers={"Content-Type": "text/html"})
+            await mw.process_response(req, resp)
+            out.append(req.meta["warc"])
+        await mw.spider_closed()
+        return out
+
+    return asyncio.run(go())
+
+
+def _types(tmp_path):
+    from warcio.archiveiterator import ArchiveIterator
+
+    out = []
+    for path in sorted((tmp_path / "warc").glob("*.warc.gz")):
+        with open(path, "rb") as fh:
+            for rec in ArchiveIterator(fh):
+                if rec.rec_type in ("response", "revisit"):
+                    out.append((rec.rec_type, rec.rec_headers["WARC-Target-URI"], rec.rec_headers["WARC-Profile"],
+                                rec.rec_headers["WARC-Refers-To-Target-URI"]))
+    return out
+
+
+def test_revisits_are_same_url_by_default_and_url_agnostic_on_request(tmp_path):
+    body = b"<html>same bytes</html>"
+    _crawler, mw = _mw(tmp_path / "a")
+    ptrs = _run(mw, [("http://h.test/1", 200, body, {}), ("http://h.test/2", 200, body, {}),
+                     ("http://h.test/1", 200, body, {})])
+    ipd = "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest"
+    assert _types(tmp_path / "a") == [("response", "http://h.test/1", None, None),
+                                      ("response", "http://h.test/2", None, None),
+                                      ("revisit", "http://h.test/1", ipd, "http://h.test/1")]
+    # the page's pointer leads to the bytes: the original response of the same URL
+    assert ptrs[2]["record_id"] == ptrs[0]["record_id"] and ptrs[2]["revisit"]["record_id"]
+    _crawler, mw = _mw(tmp_path / "b", WARC_REVISITS_URL_AGNOSTIC=True)
+    _run(mw, [("http://h.test/1", 200, body, {}), ("http://h.test/2", 200, body, {})])
+    assert _types(tmp_path / "b")[1] == ("revisit", "http://h.test/2", ipd, "http://h.test/1")
+
+
+def test_304_is_a_server_not_modified_revisit_and_requisites_are_fetched_once(tmp_path):
+    from scrapy.exceptions import IgnoreRequest
+
+    crawler, mw = _mw(tmp_path)
+    out = _run(mw, [
+        ("http://h.test/never-seen", 304, b"", {}),
+        ("http://h.test/page", 200, b"<html>v1</html>", {}),
+        ("http://h.test/page", 304, b"", {}),
+        ("http://h.test/logo.png", 200, b"PNG", {"page_requisite": True}),
+        ("http://h.test/logo.png", 200, b"PNG", {"page_requisite": True}),
+    ])
+    snm = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
+    assert _types(tmp_path) == [("response", "http://h.test/never-seen", None, None),
+                                ("response", "http://h.test/page", None, None),
+                                ("revisit", "http://h.test/page", snm, "http://h.test/page"),
+                                ("response", "http://h.test/logo.png", None, None)]
+    assert isinstance(out[-1], IgnoreRequest)
+    stats = crawler.stats.get_stats()
+    assert stats["warc/revisits/not_modified"] == 1 and stats["warc/requisites/already_archived"] == 1

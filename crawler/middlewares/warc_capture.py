@@ -51,8 +51,9 @@ response is looked up in the payload-digest index
 (:class:`crawler.warc.digests.PayloadDigestIndex`, a SQLite file beside
 ``WARC_DIR``, i.e. ``<state-dir>/warc-digests.sqlite``, or
 ``WARC_DIGEST_INDEX``). When the same payload is already archived in this
-store (this run or an earlier one; same URL preferred, else any URL) a
-``revisit`` record (profile identical-payload-digest, ``WARC-Refers-To-Target-URI``,
+store under the same URL (this run or an earlier one; with
+``WARC_REVISITS_URL_AGNOSTIC`` = True under any URL) a ``revisit`` record
+(profile identical-payload-digest, ``WARC-Refers-To-Target-URI``,
 ``WARC-Refers-To-Date``, ``WARC-Refers-To``) replaces the response: HTTP
 headers kept, body not stored. A 304 answer is recorded as a revisit with the
 server-not-modified profile referring to the URL's latest full capture (or as
@@ -63,7 +64,7 @@ Pointer: ``request.meta["warc"]`` (== ``response.meta["warc"]``) is set to
 ``{"file", "offset", "length", "payload_digest", "record_id", "warc_date",
 "record_type"}`` of the record holding the page's bytes: the response record
 just written, or — when a revisit was written — the original response it
-refers to (same payload bytes, maybe an earlier file or another URL), with
+refers to (same URL and payload bytes, maybe in an earlier file), with
 the revisit itself under ``"revisit"`` (``{"file", "offset", "length",
 "record_id"}``). ``file`` is the final name of a WARC file (renamed from
 ``.open`` when closed). After a redirect the meta dict is copied to the new
@@ -101,8 +102,9 @@ crawl finishes.
 Settings: ``WARC_ENABLED`` (True), ``WARC_DIR`` (``state/warc-tmp``),
 ``WARC_PREFIX`` ("NEWSARCHIVE"), ``WARC_MAX_SIZE`` (1e9 bytes),
 ``WARC_OPERATOR``, ``WARC_DESCRIPTION``, ``WARC_RECOVER_ON_START`` (True),
-``WARC_REVISITS`` (True), ``WARC_METADATA`` (True), ``WARC_METADATA_REVISITS``
-(False), ``WARC_DIGEST_INDEX``,
+``WARC_REVISITS`` (True), ``WARC_REVISITS_URL_AGNOSTIC`` (False),
+``WARC_METADATA`` (True), ``WARC_METADATA_REVISITS`` (False),
+``WARC_DIGEST_INDEX``,
 ``WARC_REQUISITES_REFETCH`` (False: a page requisite already captured in this
 store is not fetched again, see :meth:`WarcCaptureMiddleware.process_request`),
 plus ``USER_AGENT``, ``ROBOTSTXT_OBEY``, ``NEWSARCHIVE_CONTACT_URL``,
@@ -195,7 +197,8 @@ WARCINFO_NOTES = (
     "server's address; it is omitted when the exchange went through a proxy "
     "(the origin's address is then unknown). Revisit records (identical-payload-"
     "digest) replace responses whose payload is already archived in the same "
-    "store, under this or another URL; 304 answers are server-not-modified "
+    "store under the same URL (or any URL with WARC_REVISITS_URL_AGNOSTIC); "
+    "304 answers are server-not-modified "
     "revisits. Every file has a CDXJ index beside it in the store."
 )
 
@@ -217,6 +220,7 @@ WARCINFO_SETTINGS = (
     "WARC_MAX_SIZE",
     "WARC_PAGE_REQUISITES",
     "WARC_REVISITS",
+    "WARC_REVISITS_URL_AGNOSTIC",
 )
 
 
@@ -412,6 +416,7 @@ class WarcCaptureMiddleware:
         self.metadata = metadata
         self.refetch_requisites = crawler.settings.getbool("WARC_REQUISITES_REFETCH", False)
         self.metadata_revisits = crawler.settings.getbool("WARC_METADATA_REVISITS", False)
+        self.url_agnostic = crawler.settings.getbool("WARC_REVISITS_URL_AGNOSTIC", False)
         # Files closed on the writer thread are queued here and handed to
         # on_file_closed() on the reactor thread after the job completes.
         self._closed: queue.SimpleQueue[Path] = queue.SimpleQueue()
@@ -514,7 +519,7 @@ class WarcCaptureMiddleware:
             or kwargs["request_method"] != "GET"
         ):
             return None, None
-        original = self.index.lookup(digest, url)
+        original = self.index.lookup(digest, url, any_url=self.url_agnostic)
         if original is None:
             return None, None
         return Revisit(PROFILE_IDENTICAL_PAYLOAD, original.url, original.warc_date, original.record_id), original

@@ -126,26 +126,28 @@ class PayloadDigestIndex:
         self._staged_urls: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------ look-ups
-    def lookup(self, digest: str, url: str) -> Capture | None:
+    def lookup(self, digest: str, url: str, any_url: bool = False) -> Capture | None:
         """The capture a new response with payload ``digest`` at ``url`` should
         refer to, or ``None`` when the payload is not archived yet.
 
-        A capture of the same URL wins (the common case, and the most robust
-        for replay tools); otherwise the earliest capture of the payload under
-        any URL (a URL-agnostic revisit, WARC 1.1 §6.7.2)."""
+        By default only a capture of the same URL counts (Heritrix's classic
+        deduplication: replay tools resolve it most reliably, and a page's
+        bytes stay under its own URL). ``any_url`` also accepts the earliest
+        capture of the payload under another URL (a URL-agnostic revisit,
+        WARC 1.1 §6.7.2), when there is none under this one."""
         with self._lock:
             staged = [c for caps in self._staged.values() for c in caps if c.digest == digest]
-            same = [c for c in staged if c.url == url]
             row = self.db.execute(
                 "SELECT digest, url, warc_date, record_id, status, file, offset, length FROM captures "
                 "WHERE store=? AND digest=? ORDER BY (url=?) DESC, warc_date ASC LIMIT 1",
                 (self.store, digest, url),
             ).fetchone()
         committed = Capture(*row) if row else None
-        if committed is not None and committed.url == url:
-            return committed
+        same = [c for c in ([committed] if committed else []) + staged if c.url == url]
         if same:
             return same[0]
+        if not any_url:
+            return None
         return committed or (staged[0] if staged else None)
 
     def latest_for_url(self, url: str) -> Capture | None:
