@@ -250,6 +250,7 @@ def test_warc_list_and_get_on_s3_read_only_the_record_bytes(crawls, moto_s3, mon
     for k, v in moto_s3.items():
         monkeypatch.setenv(k, v)
     sent = []
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # a fresh session, dropped after the test
     boto3.setup_default_session()
     boto3.DEFAULT_SESSION.events.register(
         "before-send.s3.GetObject", lambda request, **kw: sent.append((request.url, request.headers.get("Range"))))
@@ -261,6 +262,14 @@ def test_warc_list_and_get_on_s3_read_only_the_record_bytes(crawls, moto_s3, mon
     ranges = sorted(rng.decode() if isinstance(rng, bytes) else rng for _, rng in warc_reads)
     expected = sorted(f"bytes={r['offset']}-{r['offset'] + r['length'] - 1}" for r in rows)
     assert ranges == expected  # the revisit, then its original: one ranged GET each, nothing else
+    # the whole store checks out on S3 too (read in ranged chunks)
+    assert main(["warc", "check", "s3://warc-retrieval/arch"]) == 0
+    if (TOOLS / "wacz").is_file():  # and packages from S3 (files downloaded first)
+        out = crawls["store"].parent / "from-s3.wacz"
+        assert main(["warc", "wacz", "-o", str(out), "--store", "s3://warc-retrieval/arch"]) == 0
+        with zipfile.ZipFile(out) as z:
+            for p in crawls["files1"] + crawls["files2"]:
+                assert z.getinfo(f"archive/{p.name}").file_size == p.stat().st_size
 
 
 # ---------------------------------------------------------------------- wacz

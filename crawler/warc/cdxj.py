@@ -78,6 +78,7 @@ class CdxjEntry:
 
     @property
     def is_revisit(self) -> bool:
+        """True for a ``revisit`` record (cdxj-indexer's mime ``warc/revisit``)."""
         return self.mime == "warc/revisit"
 
 

@@ -54,6 +54,7 @@ class CheckResult:
 
     @property
     def errors(self) -> list[Problem]:
+        """The problems that make the check fail (warnings excluded)."""
         return [p for p in self.problems if p.severity == "error"]
 
 

@@ -272,5 +272,6 @@ class PayloadDigestIndex:
             return self.db.execute("SELECT count(*) FROM captures WHERE store=?", (self.store,)).fetchone()[0]
 
     def close(self) -> None:
+        """Close the database (staged, uncommitted captures are dropped)."""
         with self._lock:
             self.db.close()

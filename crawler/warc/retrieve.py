@@ -38,6 +38,7 @@ class LoadedRecord:
     payload: bytes
 
     def header(self, name: str) -> str | None:
+        """A WARC header of the record (``None`` when absent)."""
         return self.rec_headers.get_header(name)  # type: ignore[attr-defined]
 
 
@@ -85,9 +86,12 @@ class StoreReader(io.RawIOBase):
         self.eof = False
 
     def readable(self) -> bool:
+        """Always True (io.RawIOBase protocol)."""
         return True
 
     def readinto(self, b) -> int:
+        """Fill ``b`` from the current chunk, fetching the next one when empty;
+        0 at the end of the object."""
         if not self.buf and not self.eof:
             from crawler.store import StoreError
 
@@ -132,9 +136,11 @@ class StoreArchive:
         return self.store.list(WARC_PREFIX)
 
     def warc_keys(self) -> list[str]:
+        """Keys of the WARC files under ``warc/``."""
         return [k for k in self.keys() if k.endswith(WARC_EXT)]
 
     def index_keys(self) -> list[str]:
+        """Keys of the CDXJ indexes under ``warc/``."""
         return [k for k in self.keys() if k.endswith(WARC_EXT + CDXJ_SUFFIX)]
 
     def entries(self) -> list[CdxjEntry]:
