@@ -115,7 +115,7 @@ def run_check(args) -> int:
                 for offset in sorted(stray):
                     result.problems.append(Problem(name, offset, "-", "", "CDXJ entry points at no record"))
             for key in keys:
-                if key.endswith(".open") or ".open." in key:
+                if key.endswith(".open"):
                     result.problems.append(Problem(store.describe(key), None, "-", "", "unfinished .open file in the store"))
             if not warcs:
                 _err(f"no WARC files under warc/ in {store.url}")

@@ -137,7 +137,8 @@ class PortalSpider(scrapy.Spider):
         """Requests for an article page's same-site images, stylesheets and
         scripts (``WARC_PAGE_REQUISITES``), so the archived page replays as it
         looked. They are archived only: :meth:`parse_requisite` never makes
-        items or follows links. The dupefilter fetches each one once a run."""
+        items or follows links. Each is fetched once: the dupefilter within a
+        run, the WARC middleware across runs (``WARC_REQUISITES_REFETCH``)."""
         if not self.settings.getbool("WARC_PAGE_REQUISITES", True) or not isinstance(
             response, scrapy.http.HtmlResponse
         ):
