@@ -2,10 +2,12 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+PYWB_VENV := .venv-pywb
+CHROMIUM  := /usr/bin/chromium
 STORE  ?= archive
 STATE  ?= state
 
-.PHONY: install demo test bench clean
+.PHONY: install pywb chromium demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -15,12 +17,28 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# pywb (replay) and wacz in their own venv: see requirements-pywb.txt for why.
+pywb: $(PYWB_VENV)/.installed
+
+$(PYWB_VENV)/.installed: requirements-pywb.txt
+	$(PYTHON) -m venv $(PYWB_VENV)
+	$(PYWB_VENV)/bin/pip install --quiet --upgrade pip
+	$(PYWB_VENV)/bin/pip install --quiet -r requirements-pywb.txt
+	touch $@
+
+# Headless Chromium (Debian package) for the replay browser test.
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
 # Crawl the bundled portal replica with production URLs and settings into ./archive.
 demo: install
 	$(BIN)/newsarchive demo --store $(STORE) --state-dir $(STATE)
 
 # Starts what the tests need (the replica and a moto S3 server, from pytest fixtures).
-test: install
+test: install pywb chromium
 	$(BIN)/python -m pytest -q
 
 # Extraction quality and speed against the replica's gold, beside trafilatura; fails
@@ -29,4 +47,4 @@ bench: install
 	$(BIN)/newsarchive eval --check --repeat 5
 
 clean:
-	rm -rf $(VENV) archive state .pytest_cache
+	rm -rf $(VENV) $(PYWB_VENV) archive state .pytest_cache test-artifacts

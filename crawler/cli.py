@@ -284,6 +284,7 @@ def add_crawl_options(p: argparse.ArgumentParser) -> None:
 COMMAND_MODULES: tuple[str, ...] = (
     "crawler.commands.eval",
     "crawler.commands.dataset",
+    "crawler.commands.warc",
 )
 
 

@@ -93,5 +93,7 @@ WARC_ENABLED = True
 WARC_PREFIX = "NEWSARCHIVE"
 WARC_MAX_SIZE = 1_000_000_000
 WARC_OPERATOR = ""
+WARC_PAGE_REQUISITES = True            # same-site images/CSS/JS of article pages, for replay
+WARC_REVISITS = True                   # revisit records for payloads already archived
 
 LOG_LEVEL = "INFO"

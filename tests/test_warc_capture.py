@@ -253,14 +253,18 @@ def test_real_crawl(server: str, tmp_path: Path) -> None:
         r["h"]["WARC-Target-URI"].removeprefix(server): r for r in records if r["type"] == "response"
     }
     requests_ = [r for r in records if r["type"] == "request"]
-    resp_ids = {r["h"]["WARC-Record-ID"] for r in records if r["type"] == "response"}
-    # every request record is linked to a response record
+    resp_ids = {r["h"]["WARC-Record-ID"] for r in records if r["type"] in ("response", "revisit")}
+    # every request record and every metadata record is linked to a response/revisit record
     assert {r["h"]["WARC-Concurrent-To"] for r in requests_} == resp_ids
+    metas = [r for r in records if r["type"] == "metadata"]
+    full_ids = {r["h"]["WARC-Record-ID"] for r in records if r["type"] == "response"}
+    assert {r["h"]["WARC-Concurrent-To"] for r in metas} == full_ids  # revisits get none
+    assert len(metas) == len(full_ids) == 7 and len(requests_) == 8
 
     # --- every response recorded: robots, 200s, 302 + target, 404, 500 twice (retry)
     status_by_uri: dict[str, list[int]] = {}
     for r in records:
-        if r["type"] == "response":
+        if r["type"] in ("response", "revisit"):
             uri = r["h"]["WARC-Target-URI"].removeprefix(server)
             status_by_uri.setdefault(uri, []).append(int(r["http"].get_statuscode()))
     assert status_by_uri == {
@@ -273,9 +277,30 @@ def test_real_crawl(server: str, tmp_path: Path) -> None:
         "/error": [500, 500],
     }
     for r in records:
-        if r["type"] == "response":
+        if r["type"] in ("response", "revisit"):
             assert r["h"]["WARC-IP-Address"] == "127.0.0.1"
             assert r["http"].protocol == "HTTP/1.1"
+
+    # --- the retried 500 sent the same bytes again: a revisit of the first one
+    errors = [r for r in records
+              if r["type"] in ("response", "revisit") and r["h"]["WARC-Target-URI"].endswith("/error")]
+    assert [r["type"] for r in errors] == ["response", "revisit"]
+    first, again = errors
+    assert again["h"]["WARC-Profile"] == "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest"
+    assert again["h"]["WARC-Refers-To-Target-URI"] == first["h"]["WARC-Target-URI"]
+    assert again["h"]["WARC-Refers-To-Date"] == first["h"]["WARC-Date"]
+    assert again["h"]["WARC-Refers-To"] == first["h"]["WARC-Record-ID"]
+    assert again["h"]["WARC-Payload-Digest"] == first["h"]["WARC-Payload-Digest"] == b32sha1(b"<html>500</html>")
+    assert again["raw"] == b""  # headers only
+    assert again["http"].get_header("Content-Length") == "16"  # still the entity's length
+
+    # --- metadata: via, fetch time, outlinks
+    meta_of = {r["h"]["WARC-Concurrent-To"]: r["raw"].decode() for r in metas}
+    redirect_meta = meta_of[responses["/redirect"]["h"]["WARC-Record-ID"]]
+    assert f"outlink: {server}/final R http/location\r\n" in redirect_meta
+    assert "fetchTimeMs: " in redirect_meta
+    assert f"via: {server}/redirect\r\n" in meta_of[responses["/final"]["h"]["WARC-Record-ID"]]
+    assert again["h"]["WARC-Record-ID"] not in meta_of  # a revisit's outlinks are the original's
 
     # --- gzip page: compressed bytes exactly as sent, with Content-Encoding
     gz = responses["/gz"]
@@ -329,13 +354,12 @@ def test_real_crawl(server: str, tmp_path: Path) -> None:
         assert rec["h"]["WARC-Record-ID"] == ptr["record_id"]
     # redirect: the final response's pointer won
     assert by_path["/final"]["warc"]["record_id"] == responses["/final"]["h"]["WARC-Record-ID"]
-    # 500 was retried once; the pointer is the second (last) 500 response
-    err_ids = [
-        r["h"]["WARC-Record-ID"]
-        for r in records
-        if r["type"] == "response" and r["h"]["WARC-Target-URI"].endswith("/error")
-    ]
-    assert by_path["/error"]["warc"]["record_id"] == err_ids[-1]
+    # 500 was retried once; the second answer is a revisit, so the pointer leads
+    # to the first response (same bytes) and names the revisit
+    err_ptr = by_path["/error"]["warc"]
+    assert err_ptr["record_id"] == first["h"]["WARC-Record-ID"]
+    assert err_ptr["record_type"] == "response"
+    assert err_ptr["revisit"]["record_id"] == again["h"]["WARC-Record-ID"]
 
     # --- writes ran on the writer thread, never the reactor thread
     assert len(result["threads"]) == 8  # robots, gz, chunked, 302, final, 404, 500 x2
@@ -349,7 +373,12 @@ def test_real_crawl(server: str, tmp_path: Path) -> None:
     assert sorted(result["signal_calls"]) == names
     stats = result["stats"]
     assert stats["warc/exchanges"] == 8
-    assert stats["warc/records"] == 16 + len(files)  # 8 pairs + one warcinfo per file
+    assert stats["warc/records"] == 23 + len(files)  # 8 x (request, response|revisit), 7 metadata, warcinfos
+    assert stats["warc/revisits"] == 1
+    assert stats["warc/indexed"] == len(files)
+    for f in files:  # every closed file has its CDXJ index beside it
+        assert Path(str(f) + ".cdxj").read_text().count("\n") == sum(
+            1 for r in read_records(f) if r["type"] in ("response", "revisit"))
     assert stats["warc/files"] == len(files)
     assert sorted(stats["warc/closed_files"]) == names
     assert stats["warc/bytes"] == sum(f.stat().st_size for f in files)

@@ -171,8 +171,8 @@ def test_exchanges_roundtrip(writer: WarcFileWriter, tmp_path: Path) -> None:
 
     recs = read_records(path)
     assert [r["type"] for r in recs] == [
-        "warcinfo", "request", "response", "request", "response",
-        "request", "response", "metadata",
+        "warcinfo", "response", "request", "response", "request",
+        "response", "request", "metadata",
     ]
     info = recs[0]
     assert info["h"]["WARC-Filename"] == name
@@ -186,16 +186,16 @@ def test_exchanges_roundtrip(writer: WarcFileWriter, tmp_path: Path) -> None:
     sw = [ln for ln in info_text.splitlines() if ln.startswith("software: ")][0]
     assert sw.startswith("software: newsarchive/") and " warcio/1.8.1" in sw and " scrapy/" in sw
 
-    # request → response linkage, dates, IP
-    for req, resp in [(recs[1], recs[2]), (recs[3], recs[4]), (recs[5], recs[6])]:
+    # response, then its request (Heritrix order); linkage, dates, IP
+    for resp, req in [(recs[1], recs[2]), (recs[3], recs[4]), (recs[5], recs[6])]:
         assert req["h"]["WARC-Concurrent-To"] == resp["h"]["WARC-Record-ID"]
         assert req["h"]["WARC-Target-URI"] == resp["h"]["WARC-Target-URI"]
         assert req["h"]["WARC-Date"] == resp["h"]["WARC-Date"] == "2024-05-06T07:08:09.123456Z"
-    assert recs[2]["h"]["WARC-IP-Address"] == "203.0.113.7"
-    assert recs[6]["h"]["WARC-IP-Address"] is None
+    assert recs[1]["h"]["WARC-IP-Address"] == "203.0.113.7"
+    assert recs[5]["h"]["WARC-IP-Address"] is None
 
     # gzip entity stored compressed; payload digest over exactly those bytes
-    r200 = recs[2]
+    r200 = recs[1]
     assert r200["raw"] == HTML_GZ
     assert gzip.decompress(r200["raw"]) == HTML
     assert r200["http"].get_header("Content-Encoding") == "gzip"
@@ -203,15 +203,15 @@ def test_exchanges_roundtrip(writer: WarcFileWriter, tmp_path: Path) -> None:
     assert r200["http"].statusline == "200 OK"
     assert r200["h"]["WARC-Payload-Digest"] == b32sha1(HTML_GZ) == p200.payload_digest
     assert sha1_base32_digest(HTML_GZ) == b32sha1(HTML_GZ)
-    assert recs[1]["http"].protocol == "GET"
-    assert recs[1]["http"].statusline == "/a-1.html HTTP/1.1"
-    assert recs[1]["http"].get_header("Host") == "baotuyenquang.com.vn"
+    assert recs[2]["http"].protocol == "GET"
+    assert recs[2]["http"].statusline == "/a-1.html HTTP/1.1"
+    assert recs[2]["http"].get_header("Host") == "baotuyenquang.com.vn"
 
-    r404 = recs[4]
+    r404 = recs[3]
     assert r404["http"].statusline == "404 Not Found"
     assert r404["raw"] == b"not found"
     assert p404.payload_digest == b32sha1(b"not found")
-    r302 = recs[6]
+    r302 = recs[5]
     assert r302["http"].statusline == "302 Found"
     assert r302["http"].get_header("Location") == "/a-1.html"
     assert p302.payload_digest == b32sha1(b"")
@@ -226,7 +226,7 @@ def test_exchanges_roundtrip(writer: WarcFileWriter, tmp_path: Path) -> None:
     )
 
     # Pointers address exactly the response records (and metadata record).
-    for ptr, idx in [(p200, 2), (p404, 4), (p302, 6), (meta, 7)]:
+    for ptr, idx in [(p200, 1), (p404, 3), (p302, 5), (meta, 7)]:
         assert (ptr.offset, ptr.length) == (recs[idx]["offset"], recs[idx]["length"])
         rec = read_one(path, ptr.offset, ptr.length)
         assert rec.rec_headers["WARC-Record-ID"] == ptr.record_id
@@ -234,8 +234,8 @@ def test_exchanges_roundtrip(writer: WarcFileWriter, tmp_path: Path) -> None:
     rec = read_one(path, p200.offset, p200.length)
     assert rec.rec_type == "response"
     assert rec.payload == HTML_GZ
-    # the gzip member of the response ends exactly where the next request begins
-    assert p200.offset + p200.length == recs[3]["offset"]
+    # the gzip member of the response ends exactly where its request begins
+    assert p200.offset + p200.length == recs[2]["offset"]
 
 
 def test_headers_are_written_byte_exact(writer: WarcFileWriter) -> None:
@@ -278,7 +278,7 @@ def test_rollover(tmp_path: Path) -> None:
     for i, (f, ptr) in enumerate(zip(closed, ptrs)):
         assert warcio_check(f).returncode == 0
         recs = read_records(f)
-        assert [r["type"] for r in recs] == ["warcinfo", "request", "response"]
+        assert [r["type"] for r in recs] == ["warcinfo", "response", "request"]
         assert recs[0]["h"]["WARC-Filename"] == f.name
         rec = read_one(f, ptr.offset, ptr.length)
         assert rec.rec_headers["WARC-Target-URI"] == f"https://baotuyenquang.com.vn/{i}"
@@ -311,7 +311,7 @@ def test_recover_truncated_open_file(tmp_path: Path) -> None:
     size = open_path.stat().st_size
     assert size > good_end
     with open(open_path, "r+b") as fh:
-        # keep the /c request record whole, cut the /c response record in half
+        # keep the /c response record whole, cut the /c request record in half
         fh.truncate(size - 100)
 
     recovered = recover_open_files(tmp_path)
@@ -320,7 +320,7 @@ def test_recover_truncated_open_file(tmp_path: Path) -> None:
     assert not open_path.exists()
     assert warcio_check(final).returncode == 0
     types = [r["type"] for r in read_records(final)]
-    assert types == ["warcinfo", "request", "response", "request", "response", "request"]
+    assert types == ["warcinfo", "response", "request", "response", "request", "response"]
     assert read_one(final, p2.offset, p2.length).rec_headers["WARC-Target-URI"].endswith("/b")
 
 
@@ -340,8 +340,8 @@ def test_failed_write_rolls_back(writer: WarcFileWriter, monkeypatch) -> None:
     real = writer._write_record
 
     def flaky(record):
-        # request record goes through; response record is half-written, then "disk full"
-        if record.rec_type == "response":
+        # response record goes through; request record is half-written, then "disk full"
+        if record.rec_type == "request":
             writer._fh.write(b"\x1f\x8b\x08\x00partial")
             raise OSError(28, "No space left on device")
         return real(record)
@@ -350,7 +350,7 @@ def test_failed_write_rolls_back(writer: WarcFileWriter, monkeypatch) -> None:
     size_before = writer._fh.tell()
     with pytest.raises(OSError):
         _exchange(writer, url="https://baotuyenquang.com.vn/x", request_target="/x")
-    assert writer._fh.tell() == size_before  # request + partial response removed
+    assert writer._fh.tell() == size_before  # response + partial request removed
     monkeypatch.setattr(writer, "_write_record", real)
 
     after = _exchange(writer, url="https://baotuyenquang.com.vn/y", request_target="/y")

@@ -37,11 +37,44 @@ not a network exchange), non-HTTP(S) schemes, and downloads that end in an
 exception (timeouts, DNS errors, ``DOWNLOAD_MAXSIZE`` cancels) because
 there is no response.
 
+Metadata: each full response is followed by a ``metadata`` record (WARC 1.1
+§6.7, ``WARC-Concurrent-To`` = the response) with ``via`` (the redirecting or
+referring URL), ``fetchTimeMs`` and one ``outlink: <url> <hop> <context>``
+line per link in the page (Heritrix style; see :mod:`crawler.warc.outlinks`).
+A revisit gets none (``WARC_METADATA_REVISITS`` = True writes one with ``via``
+and ``fetchTimeMs``): its outlinks are those of the record it refers to and its
+referrer is in its request record's ``Referer``, while a metadata record would
+cost as much as the revisit itself.
+
+Revisits (``WARC_REVISITS``, default True): the payload digest of every
+response is looked up in the payload-digest index
+(:class:`crawler.warc.digests.PayloadDigestIndex`, a SQLite file beside
+``WARC_DIR``, i.e. ``<state-dir>/warc-digests.sqlite``, or
+``WARC_DIGEST_INDEX``). When the same payload is already archived in this
+store under the same URL (this run or an earlier one; with
+``WARC_REVISITS_URL_AGNOSTIC`` = True under any URL) a ``revisit`` record
+(profile identical-payload-digest, ``WARC-Refers-To-Target-URI``,
+``WARC-Refers-To-Date``, ``WARC-Refers-To``) replaces the response: HTTP
+headers kept, body not stored. A 304 answer is recorded as a revisit with the
+server-not-modified profile referring to the URL's latest full capture (or as
+a plain response when there is none). Empty and truncated bodies, and non-GET
+exchanges, are always stored in full.
+
 Pointer: ``request.meta["warc"]`` (== ``response.meta["warc"]``) is set to
-``{"file", "offset", "length", "payload_digest", "record_id", "warc_date"}``
-of the response record; ``file`` is the final name of a file in ``WARC_DIR``
-(it is renamed from ``.open`` when closed). After a redirect the meta dict is
-copied to the new request and the last response's pointer wins.
+``{"file", "offset", "length", "payload_digest", "record_id", "warc_date",
+"record_type"}`` of the record holding the page's bytes: the response record
+just written, or — when a revisit was written — the original response it
+refers to (same URL and payload bytes, maybe in an earlier file), with
+the revisit itself under ``"revisit"`` (``{"file", "offset", "length",
+"record_id"}``). ``file`` is the final name of a WARC file (renamed from
+``.open`` when closed). After a redirect the meta dict is copied to the new
+request and the last response's pointer wins.
+
+CDXJ: every closed file is indexed into ``<file>.cdxj`` beside it
+(:func:`crawler.warc.cdxj.write_cdxj`, off the reactor thread) before the
+closed-file hook runs, so uploaders ship both. At start-up, ``.open`` files of
+a killed run are recovered and closed files left behind (upload failed, or the
+process died before uploading) are put through the same hook.
 
 Threading: warcio compresses with zlib level 9 (~14 MB/s), so every write
 runs on a single-worker executor thread ("warc-writer"), never on the
@@ -69,12 +102,22 @@ crawl finishes.
 Settings: ``WARC_ENABLED`` (True), ``WARC_DIR`` (``state/warc-tmp``),
 ``WARC_PREFIX`` ("NEWSARCHIVE"), ``WARC_MAX_SIZE`` (1e9 bytes),
 ``WARC_OPERATOR``, ``WARC_DESCRIPTION``, ``WARC_RECOVER_ON_START`` (True),
-plus ``USER_AGENT`` and ``ROBOTSTXT_OBEY`` for the warcinfo record.
+``WARC_REVISITS`` (True), ``WARC_REVISITS_URL_AGNOSTIC`` (False),
+``WARC_METADATA`` (True), ``WARC_METADATA_REVISITS`` (False),
+``WARC_DIGEST_INDEX``,
+``WARC_REQUISITES_REFETCH`` (False: a page requisite already captured in this
+store is not fetched again, see :meth:`WarcCaptureMiddleware.process_request`),
+plus ``USER_AGENT``, ``ROBOTSTXT_OBEY``, ``NEWSARCHIVE_CONTACT_URL``,
+``NEWSARCHIVE_RUN_ID``, ``NEWSARCHIVE_STORE`` and the politeness settings for
+the warcinfo record.
 
 Stats: ``warc/records``, ``warc/bytes`` (compressed bytes incl. warcinfo),
-``warc/exchanges``, ``warc/files``, ``warc/closed_files``,
-``warc/recovered_files``, ``warc/errors``, ``warc/hook_errors``,
-``warc/skipped/cached``, ``warc/skipped/scheme``, ``warc/truncated``.
+``warc/exchanges``, ``warc/revisits``, ``warc/revisits/not_modified``,
+``warc/files``, ``warc/closed_files``, ``warc/indexed``,
+``warc/index_errors``, ``warc/recovered_files``, ``warc/leftover_files``,
+``warc/requisites/already_archived``,
+``warc/errors``, ``warc/hook_errors``, ``warc/skipped/cached``,
+``warc/skipped/scheme``, ``warc/truncated``.
 
 Write failures (disk full …): the file is rolled back, ``warc/errors`` is
 bumped, any stale ``meta["warc"]`` is removed and the exception is raised
@@ -98,12 +141,25 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from scrapy import signals
-from scrapy.exceptions import NotConfigured
+from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.utils.asyncio import is_asyncio_available
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
 
-from crawler.warc.writer import RecordPointer, WarcFileWriter, recover_open_files
+from crawler.warc.cdxj import ensure_cdxj
+from crawler.warc.digests import Capture, PayloadDigestIndex
+from crawler.warc.outlinks import find_outlinks
+from crawler.warc.payload import PayloadError, decode_content, parse_codings
+from crawler.warc.writer import (
+    PROFILE_IDENTICAL_PAYLOAD,
+    PROFILE_SERVER_NOT_MODIFIED,
+    RecordPointer,
+    Revisit,
+    WarcFileWriter,
+    recover_open_files,
+    sha1_base32_digest,
+)
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -137,8 +193,56 @@ WARCINFO_NOTES = (
     "length. Status reason phrases and header-name case are reconstructed "
     "(Scrapy normalises them). HTTP/2 exchanges are recorded as HTTP/1.1. "
     "Authorization and Proxy-Authorization request headers are removed. "
-    "WARC-Date is the time the request was sent."
+    "WARC-Date is the time the request was sent. WARC-IP-Address is the "
+    "server's address; it is omitted when the exchange went through a proxy "
+    "(the origin's address is then unknown). Revisit records (identical-payload-"
+    "digest) replace responses whose payload is already archived in the same "
+    "store under the same URL (or any URL with WARC_REVISITS_URL_AGNOSTIC); "
+    "304 answers are server-not-modified "
+    "revisits. Every file has a CDXJ index beside it in the store."
 )
+
+#: Settings described in the warcinfo record (``crawlSetting: NAME=value``).
+WARCINFO_SETTINGS = (
+    "NEWSARCHIVE_SITE",
+    "NEWSARCHIVE_MODE",
+    "ROBOTSTXT_OBEY",
+    "DOWNLOAD_DELAY",
+    "RANDOMIZE_DOWNLOAD_DELAY",
+    "CONCURRENT_REQUESTS",
+    "CONCURRENT_REQUESTS_PER_DOMAIN",
+    "AUTOTHROTTLE_ENABLED",
+    "DOWNLOAD_TIMEOUT",
+    "DOWNLOAD_MAXSIZE",
+    "RETRY_TIMES",
+    "REDIRECT_MAX_TIMES",
+    "DEPTH_LIMIT",
+    "WARC_MAX_SIZE",
+    "WARC_PAGE_REQUISITES",
+    "WARC_REQUISITES_REFETCH",
+    "WARC_REVISITS",
+    "WARC_REVISITS_URL_AGNOSTIC",
+)
+
+
+def warcinfo_fields(settings: Any) -> dict[str, Any]:
+    """The ``warcinfo`` fields (WARC 1.1 §6.2, Annex C) of a crawl: operator and
+    contact, user agent, robots policy, run id and the politeness settings."""
+    contact = settings.get("NEWSARCHIVE_CONTACT_URL")
+    operator = " ".join(x for x in (settings.get("WARC_OPERATOR"), f"<{contact}>" if contact else "") if x)
+    crawl_settings = [
+        f"{name}={settings.get(name)}" for name in WARCINFO_SETTINGS if settings.get(name) is not None
+    ]
+    run_id = settings.get("NEWSARCHIVE_RUN_ID")
+    return {
+        "operator": operator or None,
+        "http-header-user-agent": settings.get("USER_AGENT"),
+        "robots": "obey" if settings.getbool("ROBOTSTXT_OBEY") else "ignore",
+        "isPartOf": f"newsarchive run {run_id}" if run_id else None,
+        "description": settings.get("WARC_DESCRIPTION"),
+        "crawlSetting": crawl_settings,
+        "notes": WARCINFO_NOTES,
+    }
 
 
 def reason_phrase(status: int) -> str:
@@ -261,27 +365,63 @@ def build_exchange(request: "Request", response: "Response") -> dict[str, Any]:
         "reason": reason_phrase(int(response.status)),
         "response_headers": resp_headers,
         "body": body,
-        "ip_address": str(response.ip_address) if response.ip_address else None,
+        # Through a proxy the connected address is the proxy's, not the server's.
+        "ip_address": str(response.ip_address) if response.ip_address and not req.meta.get("proxy") else None,
         "fetched_at": fetched_at,
         "truncated": truncated,
+    }
+
+
+def exchange_context(request: "Request", response: "Response") -> dict[str, Any]:
+    """What the ``metadata`` record says about an exchange besides its outlinks:
+    ``via`` (the URL that redirected here, else the ``Referer``) and
+    ``fetchTimeMs`` (Scrapy's ``download_latency``), plus the response's media
+    type and ``Location`` for outlink extraction."""
+    req = response.request or request
+    redirects = req.meta.get("redirect_urls") or []
+    via = redirects[-1] if redirects else None
+    if via is None:
+        referer = req.headers.get(b"Referer")
+        via = referer.decode("latin-1") if referer else None
+    latency = req.meta.get("download_latency")
+    location = response.headers.get(b"Location")
+    ctype = response.headers.get(b"Content-Type")
+    return {
+        "via": target_uri(via) if via else None,
+        "fetchTimeMs": round(latency * 1000) if isinstance(latency, (int, float)) else None,
+        "content_type": ctype.decode("latin-1") if ctype else None,
+        "location": location.decode("latin-1") if location and 300 <= response.status < 400 else None,
     }
 
 
 class WarcCaptureMiddleware:
     """Record every HTTP response (and its request) into rolling WARC 1.1 files.
 
-    See the module docstring for placement, settings, stats, pointer format
-    and the closed-file hook.
+    See the module docstring for placement, settings, stats, pointer format,
+    revisits and the closed-file hook.
     """
 
-    def __init__(self, crawler: "Crawler", writer: WarcFileWriter) -> None:
+    def __init__(
+        self,
+        crawler: "Crawler",
+        writer: WarcFileWriter,
+        index: PayloadDigestIndex | None = None,
+        revisits: bool = True,
+        metadata: bool = True,
+    ) -> None:
         self.crawler = crawler
         self.stats = crawler.stats
         self.writer = writer
+        self.index = index
+        self.revisits = revisits and index is not None
+        self.metadata = metadata
+        self.refetch_requisites = crawler.settings.getbool("WARC_REQUISITES_REFETCH", False)
+        self.metadata_revisits = crawler.settings.getbool("WARC_METADATA_REVISITS", False)
+        self.url_agnostic = crawler.settings.getbool("WARC_REVISITS_URL_AGNOSTIC", False)
         # Files closed on the writer thread are queued here and handed to
         # on_file_closed() on the reactor thread after the job completes.
         self._closed: queue.SimpleQueue[Path] = queue.SimpleQueue()
-        writer.on_close = self._closed.put
+        writer.on_close = self._writer_closed
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warc-writer")
         self._warned_zstd = False
         self._shut_down = False
@@ -293,28 +433,37 @@ class WarcCaptureMiddleware:
         if not s.getbool("WARC_ENABLED", True):
             raise NotConfigured("WARC_ENABLED is False")
         directory = Path(s.get("WARC_DIR") or "state/warc-tmp")
-        info = {
-            "operator": s.get("WARC_OPERATOR"),
-            "robots": "obey" if s.getbool("ROBOTSTXT_OBEY") else "ignore",
-            "http-header-user-agent": s.get("USER_AGENT"),
-            "description": s.get("WARC_DESCRIPTION"),
-            "notes": WARCINFO_NOTES,
-        }
         writer = WarcFileWriter(
             directory,
             prefix=s.get("WARC_PREFIX") or "NEWSARCHIVE",
             host=socket.gethostname(),
             max_size=s.getint("WARC_MAX_SIZE", 1_000_000_000),
-            warcinfo=info,
+            warcinfo=warcinfo_fields(s),
         )
-        mw = cls(crawler, writer)
+        index = None
+        revisits = s.getbool("WARC_REVISITS", True)
+        if revisits:
+            # Beside WARC_DIR: the CLI puts WARC_DIR at <state-dir>/warc.
+            index_path = s.get("WARC_DIGEST_INDEX") or directory.resolve().parent / "warc-digests.sqlite"
+            index = PayloadDigestIndex(index_path, s.get("NEWSARCHIVE_STORE") or "archive")
+        mw = cls(crawler, writer, index, revisits, s.getbool("WARC_METADATA", True))
         if s.getbool("WARC_RECOVER_ON_START", True):
+            # Closed files still here were never uploaded (upload failed, or the
+            # process died first); .open files are orphans of a killed run.
+            leftover = sorted(directory.glob("*.warc.gz"))
             recovered = recover_open_files(directory)
             for path in recovered:
                 logger.warning("recovered orphan WARC file %s", path)
+            for path in leftover:
+                logger.warning("WARC file %s was left by an earlier run; indexing and uploading it", path)
+            for path in sorted(set(leftover) | set(recovered)):
+                if index is not None:
+                    index.add_from_warc(path)
                 mw._closed.put(path)
             if recovered:
                 mw.stats.inc_value("warc/recovered_files", len(recovered))
+            if leftover:
+                mw.stats.inc_value("warc/leftover_files", len(leftover))
         crawler.signals.connect(mw.spider_closed, signal=signals.spider_closed)
         return mw
 
@@ -339,12 +488,86 @@ class WarcCaptureMiddleware:
         cf.add_done_callback(lambda f: reactor.callFromThread(_fire, f))  # type: ignore[attr-defined]
         return await maybe_deferred_to_future(d)
 
-    def _write_job(self, kwargs: dict[str, Any]) -> tuple[RecordPointer, int, int]:
+    async def _in_worker_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn`` in a thread of the reactor's/loop's pool (not the writer
+        thread: indexing a 1 GB file must not hold up writes)."""
+        if is_asyncio_available():
+            return await asyncio.to_thread(fn, *args)
+        return await maybe_deferred_to_future(deferToThread(fn, *args))
+
+    def _writer_closed(self, path: Path) -> None:
+        # Writer thread: the file is complete and renamed, so its captures can
+        # be committed to the digest index before anyone hears of the file.
+        if self.index is not None:
+            self.index.commit_file(path.name)
+        self._closed.put(path)
+
+    def _revisit_for(self, kwargs: dict[str, Any], digest: str) -> tuple[Revisit | None, Capture | None]:
+        """The revisit to write instead of a response (and the capture it refers
+        to), or ``(None, None)`` for a full response. Writer thread."""
+        if self.index is None:
+            return None, None
+        url = kwargs["url"]
+        if kwargs["status"] == 304:
+            prev = self.index.latest_for_url(url)
+            if prev is None:
+                return None, None
+            return Revisit(PROFILE_SERVER_NOT_MODIFIED, prev.url, prev.warc_date, prev.record_id), None
+        if (
+            not self.revisits
+            or not kwargs["body"]
+            or kwargs["truncated"]
+            or kwargs["request_method"] != "GET"
+        ):
+            return None, None
+        original = self.index.lookup(digest, url, any_url=self.url_agnostic)
+        if original is None:
+            return None, None
+        return Revisit(PROFILE_IDENTICAL_PAYLOAD, original.url, original.warc_date, original.record_id), original
+
+    @staticmethod
+    def _metadata_fields(kwargs: dict[str, Any], context: dict[str, Any], full: bool) -> dict[str, Any]:
+        fields: dict[str, Any] = {"via": context.get("via"), "fetchTimeMs": context.get("fetchTimeMs")}
+        if not full:
+            return fields
+        text = kwargs["body"]
+        codings = parse_codings([v for k, v in kwargs["response_headers"] if k.lower() == "content-encoding"])
+        try:
+            text = decode_content(text, codings)
+        except PayloadError as exc:
+            fields["outlinkError"] = str(exc)
+            text = b""
+        links = find_outlinks(kwargs["url"], context.get("content_type"), text, context.get("location"))
+        fields["outlink"] = [f"{url} {hop} {where}" for url, hop, where in links]
+        return fields
+
+    def _write_job(
+        self, kwargs: dict[str, Any], context: dict[str, Any]
+    ) -> tuple[RecordPointer, Capture | None, int, int]:
         # Runs on the writer thread; deltas are exact because it is the only
         # thread touching the writer.
         b0, r0 = self.writer.total_bytes, self.writer.total_records
-        ptr = self.writer.write_exchange(**kwargs)
-        return ptr, self.writer.total_bytes - b0, self.writer.total_records - r0
+        digest = sha1_base32_digest(kwargs["body"])
+        revisit, original = self._revisit_for(kwargs, digest)
+        write_metadata = self.metadata and (revisit is None or self.metadata_revisits)
+        metadata = self._metadata_fields(kwargs, context, revisit is None) if write_metadata else None
+        ptr = self.writer.write_exchange(**kwargs, revisit=revisit, metadata=metadata)
+        if revisit is not None and self.index is not None:
+            self.index.stage_revisit(kwargs["url"], ptr.file)
+        elif self.index is not None and kwargs["body"] and not kwargs["truncated"]:
+            self.index.stage(
+                Capture(
+                    digest=digest,
+                    url=kwargs["url"],
+                    warc_date=ptr.warc_date,
+                    record_id=ptr.record_id,
+                    status=kwargs["status"],
+                    file=ptr.file,
+                    offset=ptr.offset,
+                    length=ptr.length,
+                )
+            )
+        return ptr, original, self.writer.total_bytes - b0, self.writer.total_records - r0
 
     def _close_job(self) -> tuple[list[Path], int, int]:
         b0, r0 = self.writer.total_bytes, self.writer.total_records
@@ -360,6 +583,21 @@ class WarcCaptureMiddleware:
             await self.on_file_closed(path)
 
     # ----------------------------------------------------------- middleware
+    def process_request(self, request: "Request") -> None:
+        """Drop a page requisite (``meta["page_requisite"]``) whose URL already
+        has a full capture in this store: requisites are fetched once, not every
+        run (``WARC_REQUISITES_REFETCH`` = True fetches them again; unchanged
+        ones then become revisits)."""
+        if (
+            request.meta.get("page_requisite")
+            and not self.refetch_requisites
+            and self.index is not None
+            and self.index.has_url(target_uri(request.url))
+        ):
+            self.stats.inc_value("warc/requisites/already_archived")
+            raise IgnoreRequest(f"page requisite already archived: {request.url}")
+        return None
+
     async def process_response(self, request: "Request", response: "Response") -> "Response":
         """Write the exchange, set ``request.meta["warc"]``, return ``response`` unchanged.
 
@@ -375,6 +613,7 @@ class WarcCaptureMiddleware:
             return response
 
         kwargs = build_exchange(request, response)
+        context = exchange_context(request, response)
         if kwargs["truncated"]:
             self.stats.inc_value("warc/truncated")
         if not self._warned_zstd and any(
@@ -390,7 +629,7 @@ class WarcCaptureMiddleware:
 
         meta = request.meta
         try:
-            ptr, nbytes, nrecords = await self._in_writer_thread(self._write_job, kwargs)
+            ptr, original, nbytes, nrecords = await self._in_writer_thread(self._write_job, kwargs, context)
         except Exception:
             self.stats.inc_value("warc/errors")
             meta.pop("warc", None)  # never leave a previous hop's pointer behind
@@ -402,22 +641,50 @@ class WarcCaptureMiddleware:
         self.stats.inc_value("warc/exchanges")
         self.stats.inc_value("warc/records", nrecords)
         self.stats.inc_value("warc/bytes", nbytes)
-        meta["warc"] = {
+        pointer = {
             "file": ptr.file,
             "offset": ptr.offset,
             "length": ptr.length,
             "payload_digest": ptr.payload_digest,
             "record_id": ptr.record_id,
             "warc_date": ptr.warc_date,
+            "record_type": ptr.record_type,
         }
+        if ptr.record_type == "revisit":
+            self.stats.inc_value("warc/revisits")
+            if original is None:
+                self.stats.inc_value("warc/revisits/not_modified")
+            else:
+                # The page's bytes are in the original response record.
+                revisit = {k: pointer[k] for k in ("file", "offset", "length", "record_id")}
+                pointer = {
+                    "file": original.file,
+                    "offset": original.offset,
+                    "length": original.length,
+                    "payload_digest": original.digest,
+                    "record_id": original.record_id,
+                    "warc_date": original.warc_date,
+                    "record_type": "response",
+                    "revisit": revisit,
+                }
+        meta["warc"] = pointer
         return response
 
     # --------------------------------------------------------------- hooks
     async def on_file_closed(self, path: Path) -> None:
-        """Publish a closed, renamed WARC file (stats, signal, optional callable).
+        """Index a closed, renamed WARC file (CDXJ beside it), then publish it
+        (stats, signal, optional callable).
 
-        Runs on the reactor thread. See the module docstring for the contract.
+        Runs on the reactor thread; indexing runs in a worker thread. See the
+        module docstring for the contract.
         """
+        try:
+            await self._in_worker_thread(ensure_cdxj, path)
+            self.stats.inc_value("warc/indexed")
+        except Exception:
+            # The file is still uploaded; `newsarchive warc check` will flag it.
+            self.stats.inc_value("warc/index_errors")
+            logger.exception("CDXJ indexing failed for %s", path)
         self.stats.inc_value("warc/files")
         closed = list(self.stats.get_value("warc/closed_files") or [])
         closed.append(str(path))
@@ -455,6 +722,8 @@ class WarcCaptureMiddleware:
         finally:
             await self._drain_closed()
             self._executor.shutdown(wait=True)
+            if self.index is not None:
+                self.index.close()
         logger.info(
             "WARC writer closed (%s files total, %.2fs)",
             self.stats.get_value("warc/files", 0),

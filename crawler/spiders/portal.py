@@ -39,6 +39,7 @@ from crawler.incremental import IncrementalPolicy
 from crawler.items import ArticleItem, QuarantineItem, content_sha256
 from crawler.layout import warc_key
 from crawler.report import record_error
+from crawler.requisites import css_requisites, html_requisites
 from crawler.sites import get_profile
 
 #: Feeds are pages to read here, not binaries to skip.
@@ -240,6 +241,7 @@ class PortalSpider(scrapy.Spider):
             item = self.article(response)
             if item is not None:
                 yield item
+            yield from self.page_requisites(response)
         if isinstance(response, scrapy.http.HtmlResponse):
             urls = [
                 self.request_url(link.url)
@@ -260,6 +262,34 @@ class PortalSpider(scrapy.Spider):
                 request = self.follow(link_url)
                 if request is not None:
                     yield request
+
+    def page_requisites(self, response):
+        """Requests for an article page's same-site images, stylesheets and
+        scripts (``WARC_PAGE_REQUISITES``), so the archived page replays as it
+        looked. They are archived only: :meth:`parse_requisite` never makes
+        items or follows links. Each is fetched once: the dupefilter within a
+        run, the WARC middleware across runs (``WARC_REQUISITES_REFETCH``)."""
+        if not self.settings.getbool("WARC_PAGE_REQUISITES", True) or not isinstance(
+            response, scrapy.http.HtmlResponse
+        ):
+            return
+        for url in html_requisites(response.url, response.body, self.allowed_domains):
+            yield self.requisite_request(url)
+
+    def requisite_request(self, url: str) -> scrapy.Request:
+        # Below pages in priority: replay needs them, the dataset does not.
+        return scrapy.Request(
+            self.request_url(url), callback=self.parse_requisite, errback=self.on_error, priority=-10,
+            meta={"page_requisite": True},
+        )
+
+    def parse_requisite(self, response):
+        """A requisite is archived by the WARC middleware; a stylesheet's own
+        same-site ``url()``/``@import`` references are requisites too."""
+        ctype = response.headers.get(b"Content-Type", b"").decode("latin-1").lower()
+        if ctype.startswith("text/css") or (not ctype and response.url.endswith(".css")):
+            for url in css_requisites(response.url, response.body, self.allowed_domains):
+                yield self.requisite_request(url)
 
     def request_url(self, url: str) -> str:
         """The URL to fetch for a link: as linked (tracking parameters included, so

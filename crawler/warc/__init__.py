@@ -3,20 +3,31 @@
 Public API (see :mod:`crawler.warc.writer` for details)::
 
     WarcFileWriter      rolling, gzip-per-record WARC file writer built on warcio
-    RecordPointer       (file, offset, length, payload_digest, record_id, warc_date)
+    RecordPointer       (file, offset, length, payload_digest, record_id, warc_date, record_type)
+    Revisit             what a revisit record refers to (profile, URI, date, record id)
+    PayloadDigestIndex  payload digest → first capture, for revisits (crawler.warc.digests)
     recover_open_files  repair ``*.warc.gz.open`` files left by a killed process
     sha1_base32_digest  the ``sha1:<BASE32>`` digest form used in WARC headers
 """
 
+from crawler.warc.digests import Capture, PayloadDigestIndex
 from crawler.warc.writer import (
+    PROFILE_IDENTICAL_PAYLOAD,
+    PROFILE_SERVER_NOT_MODIFIED,
     RecordPointer,
+    Revisit,
     WarcFileWriter,
     recover_open_files,
     sha1_base32_digest,
 )
 
 __all__ = [
+    "PROFILE_IDENTICAL_PAYLOAD",
+    "PROFILE_SERVER_NOT_MODIFIED",
+    "Capture",
+    "PayloadDigestIndex",
     "RecordPointer",
+    "Revisit",
     "WarcFileWriter",
     "recover_open_files",
     "sha1_base32_digest",

@@ -8,10 +8,10 @@ Layout of every file produced here:
   complete, so a consumer never picks up a half-written file;
 * the first record is a ``warcinfo`` record (WARC 1.1 §6.2) describing the
   software, format and crawl policy;
-* then, per HTTP exchange, a ``request`` record (§6.6) followed by a
-  ``response`` record (§6.4); the request carries ``WARC-Concurrent-To``
-  (§5.7) naming the response's ``WARC-Record-ID``; optional ``metadata``
-  records (§6.7) follow;
+* then, per HTTP exchange, a ``response`` (§6.4) or ``revisit`` (§6.7.2)
+  record followed by its ``request`` record (§6.6), Heritrix's order; the
+  request carries ``WARC-Concurrent-To`` (§5.7) naming the response's
+  ``WARC-Record-ID``; a ``metadata`` record (§6.7) may follow;
 * every record is its own gzip member (WARC 1.1 Annex D.2, "record-at-time
   compression"), so ``(offset, length)`` of a member addresses exactly one
   record and can be read with a ranged GET / ``seek`` + one gzip member.
@@ -95,6 +95,8 @@ class RecordPointer:
         record_id: ``WARC-Record-ID`` (``<urn:uuid:…>``); use it as
             ``concurrent_to`` for :meth:`WarcFileWriter.write_metadata`.
         warc_date: the record's ``WARC-Date`` (ISO 8601 UTC, ``Z``).
+        record_type: ``WARC-Type`` of the record (``response``, ``revisit``,
+            ``metadata``).
     """
 
     file: str
@@ -103,10 +105,36 @@ class RecordPointer:
     payload_digest: str
     record_id: str = ""
     warc_date: str = ""
+    record_type: str = "response"
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable) with all attributes."""
         return asdict(self)
+
+
+#: WARC 1.1 §6.7.2 revisit profiles.
+PROFILE_IDENTICAL_PAYLOAD = "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest"
+PROFILE_SERVER_NOT_MODIFIED = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
+
+
+@dataclass(frozen=True)
+class Revisit:
+    """What a ``revisit`` record refers to (WARC 1.1 §6.7.2, §5.16–5.18).
+
+    Attributes:
+        profile: :data:`PROFILE_IDENTICAL_PAYLOAD` (the payload is identical to
+            the referred record's; the body is not stored again) or
+            :data:`PROFILE_SERVER_NOT_MODIFIED` (a 304 answer to a conditional
+            request; there is no payload).
+        refers_to_uri: ``WARC-Refers-To-Target-URI`` of the original capture.
+        refers_to_date: its ``WARC-Date``.
+        refers_to_id: its ``WARC-Record-ID`` (``WARC-Refers-To``), "" if unknown.
+    """
+
+    profile: str
+    refers_to_uri: str
+    refers_to_date: str
+    refers_to_id: str = ""
 
 
 class _ExactHeaders(StatusAndHeaders):
@@ -256,7 +284,22 @@ class WarcFileWriter:
             "hostname": socket.gethostname(),
         }
         fields.update(self.warcinfo_fields)
-        record = self._writer.create_warcinfo_record(name, fields)
+        # Own encoding, not warcio's create_warcinfo_record: a list value is one
+        # line per element (e.g. several crawlSetting lines).
+        payload = _warc_fields(fields)
+        record = self._writer.create_warc_record(
+            "",
+            "warcinfo",
+            payload=io.BytesIO(payload),
+            length=len(payload),
+            warc_content_type="application/warc-fields",
+            warc_headers_dict={
+                "WARC-Type": "warcinfo",
+                "WARC-Record-ID": StatusAndHeadersParser.make_warc_id(),
+                "WARC-Filename": name,
+                "WARC-Date": _warc_date(datetime.now(timezone.utc)),
+            },
+        )
         try:
             self._write_record(record)
         except BaseException:
@@ -369,8 +412,13 @@ class WarcFileWriter:
         reason: str = "",
         request_body: bytes = b"",
         truncated: str | None = None,
+        revisit: Revisit | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> RecordPointer:
-        """Write a ``request`` + ``response`` record pair for one HTTP exchange.
+        """Write a ``response`` + ``request`` record pair for one HTTP exchange
+        (a ``revisit`` instead of the ``response`` when ``revisit`` is given),
+        followed by a ``metadata`` record when ``metadata`` is given. The
+        records are written as one unit: all of them or none.
 
         Args:
             url: ``WARC-Target-URI`` (absolute, without fragment).
@@ -395,13 +443,21 @@ class WarcFileWriter:
             request_body: request entity (POST etc.), default empty.
             truncated: ``WARC-Truncated`` value (§5.13: ``length``, ``time``,
                 ``disconnect``, ``unspecified``) if the body is incomplete.
+            revisit: write a ``revisit`` record referring to an earlier
+                capture: for :data:`PROFILE_IDENTICAL_PAYLOAD` the HTTP headers
+                are kept (``Content-Length`` still the entity's) and ``body`` is
+                only digested, never stored; for
+                :data:`PROFILE_SERVER_NOT_MODIFIED` there is no payload digest.
+            metadata: ``application/warc-fields`` of a ``metadata`` record
+                (§6.7) with ``WARC-Concurrent-To`` naming the response/revisit
+                (see :meth:`write_metadata` for the value forms).
 
         Returns:
-            :class:`RecordPointer` of the RESPONSE record. Its ``file`` is the
-            final name, valid after the file is closed.
+            :class:`RecordPointer` of the RESPONSE (or REVISIT) record. Its
+            ``file`` is the final name, valid after the file is closed.
 
         Raises:
-            OSError: write failure (file rolled back to before the request
+            OSError: write failure (file rolled back to before the response
                 record; the exchange is not in the WARC).
         """
         protocol = protocol or "HTTP/1.1"
@@ -427,14 +483,17 @@ class WarcFileWriter:
             resp_http = _ExactHeaders(
                 f"{status} {reason}", list(response_headers), protocol=protocol
             )
-            response = w.create_warc_record(
-                url,
-                "response",
-                payload=io.BytesIO(body),
-                length=len(body),
-                http_headers=resp_http,
-                warc_headers_dict=resp_warc_headers,
-            )
+            if revisit is None:
+                response = w.create_warc_record(
+                    url,
+                    "response",
+                    payload=io.BytesIO(body),
+                    length=len(body),
+                    http_headers=resp_http,
+                    warc_headers_dict=resp_warc_headers,
+                )
+            else:
+                response = self._revisit_record(url, revisit, body, resp_http, resp_warc_headers)
 
             req_http = _ExactHeaders(
                 f"{request_method} {request_target} {protocol}",
@@ -459,10 +518,19 @@ class WarcFileWriter:
                 warc_headers_dict=req_warc_headers,
             )
 
+            meta_record = None
+            if metadata is not None:
+                meta_record = self._metadata_record(resp_id, url, metadata, warc_date)
+
+            # Heritrix's order (response, request, metadata): cdxj-indexer pairs a
+            # request with the response just before it (its referrer goes into
+            # the index, which WACZ page detection uses).
             start = self._fh.tell()
             try:
-                self._write_record(request)
                 offset, length = self._write_record(response)
+                self._write_record(request)
+                if meta_record is not None:
+                    self._write_record(meta_record)
             except BaseException:
                 self._rollback(start)
                 raise
@@ -470,12 +538,65 @@ class WarcFileWriter:
                 file=self._name or "",
                 offset=offset,
                 length=length,
-                payload_digest=response.rec_headers.get_header("WARC-Payload-Digest"),
+                payload_digest=response.rec_headers.get_header("WARC-Payload-Digest") or "",
                 record_id=resp_id,
                 warc_date=warc_date,
+                record_type=response.rec_type,
             )
             self._maybe_rollover()
             return pointer
+
+    def _revisit_record(
+        self,
+        url: str,
+        revisit: Revisit,
+        body: bytes,
+        http_headers: StatusAndHeaders,
+        warc_headers: dict[str, str],
+    ) -> Any:
+        """A ``revisit`` record: HTTP headers only, never the body."""
+        assert self._writer is not None
+        warc_headers = dict(warc_headers, **{"WARC-Type": "revisit"})
+        if revisit.refers_to_id:
+            warc_headers["WARC-Refers-To"] = revisit.refers_to_id
+        if revisit.profile == PROFILE_IDENTICAL_PAYLOAD:
+            # warcio sets WARC-Profile (1.1 URI for a 1.1 writer), Refers-To-* and
+            # the payload digest, computed here over the bytes NOT stored.
+            return self._writer.create_revisit_record(
+                url,
+                sha1_base32_digest(body),
+                revisit.refers_to_uri,
+                revisit.refers_to_date,
+                http_headers=http_headers,
+                warc_headers_dict=warc_headers,
+            )
+        record = self._writer.create_warc_record(
+            url, "revisit", http_headers=http_headers, warc_headers_dict=warc_headers
+        )
+        record.rec_headers.add_header("WARC-Profile", revisit.profile)
+        record.rec_headers.add_header("WARC-Refers-To-Target-URI", revisit.refers_to_uri)
+        record.rec_headers.add_header("WARC-Refers-To-Date", revisit.refers_to_date)
+        return record
+
+    def _metadata_record(
+        self, concurrent_to: str, url: str, fields: Mapping[str, Any], warc_date: str
+    ) -> Any:
+        assert self._writer is not None
+        payload = _warc_fields(fields)
+        return self._writer.create_warc_record(
+            url,
+            "metadata",
+            payload=io.BytesIO(payload),
+            length=len(payload),
+            warc_content_type="application/warc-fields",
+            warc_headers_dict={
+                "WARC-Type": "metadata",
+                "WARC-Record-ID": StatusAndHeadersParser.make_warc_id(),
+                "WARC-Date": warc_date,
+                "WARC-Target-URI": url,
+                "WARC-Concurrent-To": concurrent_to,
+            },
+        )
 
     def write_metadata(
         self,
@@ -500,25 +621,11 @@ class WarcFileWriter:
         Returns:
             :class:`RecordPointer` of the metadata record.
         """
-        payload = _warc_fields(fields)
         warc_date = _warc_date(when or datetime.now(timezone.utc))
         with self._lock:
             self._ensure_open()
             assert self._fh is not None and self._writer is not None
-            record = self._writer.create_warc_record(
-                url,
-                "metadata",
-                payload=io.BytesIO(payload),
-                length=len(payload),
-                warc_content_type="application/warc-fields",
-                warc_headers_dict={
-                    "WARC-Type": "metadata",
-                    "WARC-Record-ID": StatusAndHeadersParser.make_warc_id(),
-                    "WARC-Date": warc_date,
-                    "WARC-Target-URI": url,
-                    "WARC-Concurrent-To": concurrent_to,
-                },
-            )
+            record = self._metadata_record(concurrent_to, url, fields, warc_date)
             start = self._fh.tell()
             try:
                 offset, length = self._write_record(record)
@@ -532,6 +639,7 @@ class WarcFileWriter:
                 payload_digest=record.rec_headers.get_header("WARC-Payload-Digest") or "",
                 record_id=record.rec_headers.get_header("WARC-Record-ID"),
                 warc_date=warc_date,
+                record_type="metadata",
             )
             self._maybe_rollover()
             return pointer
@@ -544,14 +652,16 @@ class WarcFileWriter:
 
 
 # --------------------------------------------------------------------- recovery
-def _last_whole_member_end(path: Path) -> int:
-    """Byte offset just past the last complete gzip member that starts a WARC record.
+def _last_whole_member_end(path: Path) -> tuple[int, int]:
+    """``(offset, count)``: the byte offset just past the last complete gzip
+    member that starts a WARC record, and how many such members precede it.
 
     Members are validated by decompressing them fully (zlib checks CRC32 and
     ISIZE in the gzip trailer). Scanning stops at the first incomplete or
     corrupt member.
     """
     good_end = 0
+    count = 0
     base = 0  # file offset of data[0]
     d = zlib.decompressobj(zlib.MAX_WBITS | 16)
     head = b""  # first decompressed bytes of the current member
@@ -565,14 +675,15 @@ def _last_whole_member_end(path: Path) -> int:
                 try:
                     out = d.decompress(data)
                 except zlib.error:
-                    return good_end
+                    return good_end, count
                 if len(head) < 8:
                     head += out[: 8 - len(head)]
                 if d.eof:
                     member_end = base + len(data) - len(d.unused_data)
                     if not head.startswith(b"WARC/"):
-                        return good_end
+                        return good_end, count
                     good_end = member_end
+                    count += 1
                     base = member_end
                     data = d.unused_data
                     d = zlib.decompressobj(zlib.MAX_WBITS | 16)
@@ -580,7 +691,7 @@ def _last_whole_member_end(path: Path) -> int:
                 else:
                     base += len(data)
                     data = b""
-    return good_end
+    return good_end, count
 
 
 def recover_open_files(directory: str | os.PathLike[str]) -> list[Path]:
@@ -590,8 +701,9 @@ def recover_open_files(directory: str | os.PathLike[str]) -> list[Path]:
     locked by a live writer (see ``flock`` in :class:`WarcFileWriter`):
     truncate it after its last complete gzip member (= last whole record,
     since records are compressed one per member) and rename it to its final
-    name. Files with no complete record are deleted. A request record whose
-    response was lost may remain at the end; that is still a valid WARC.
+    name. Files with no complete record after the ``warcinfo`` record are
+    deleted (nothing was captured). A request record whose response was lost
+    may remain at the end; that is still a valid WARC.
 
     Returns:
         The final paths of recovered files (sorted by name).
@@ -608,9 +720,9 @@ def recover_open_files(directory: str | os.PathLike[str]) -> list[Path]:
             except BlockingIOError:
                 logger.info("skipping %s: still being written by a live process", tmp)
                 continue
-            end = _last_whole_member_end(tmp)
+            end, count = _last_whole_member_end(tmp)
             size = os.fstat(fh.fileno()).st_size
-            if end == 0:
+            if count <= 1:  # nothing, or the warcinfo record alone
                 logger.warning("deleting %s: no complete WARC record", tmp)
                 tmp.unlink()
                 continue
