@@ -65,7 +65,8 @@ def test_a_faithful_file_passes(tmp_path, capsys):
     assert out.strip() == "checked 2 records in 1 file(s): OK"
 
 
-def test_every_lie_is_reported_per_record(tmp_path, capsys):
+def test_every_lie_is_reported_per_record(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./archive here: `warc check FILE` has no store to look in
     path = tmp_path / "bad.warc.gz"
     with open(path, "wb") as fh:
         w = WARCWriter(fh, gzip=True, warc_version="1.1")
@@ -104,8 +105,9 @@ def test_every_lie_is_reported_per_record(tmp_path, capsys):
                           f"at {DATE} with sha1:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC")
 
 
-def test_a_revisit_is_resolved_in_the_store(tmp_path, capsys):
+def test_a_revisit_is_resolved_in_the_store(tmp_path, capsys, monkeypatch):
     """A revisit whose original sits in another file passes once --store has it."""
+    monkeypatch.chdir(tmp_path)  # no ./archive here: `warc check FILE` has no store to look in
     from crawler.extensions.warc_upload import upload_warc
     from crawler.store import open_store
 
