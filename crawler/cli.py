@@ -253,7 +253,9 @@ def add_crawl_options(p: argparse.ArgumentParser) -> None:
 
 #: Modules that add sub-commands. Each has ``register(subparsers)``, which adds
 #: its parsers with ``set_defaults(func=...)``; ``func(args)`` returns the exit code.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "crawler.commands.reprocess",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -157,8 +157,11 @@ class PortalSpider(scrapy.Spider):
     def article(self, response) -> ArticleItem | QuarantineItem:
         """The item for an article page: parsed by the profile, with the page's WARC
         pointer; a page the profile cannot turn into a record is quarantined."""
-        fetched_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         pointer = response.meta.get("warc")
+        # The response record's WARC-Date is when the page was fetched; a page
+        # replayed from WARC (``reprocess``) keeps the time of its original fetch.
+        when = datetime.fromisoformat(pointer["warc_date"]) if pointer and pointer.get("warc_date") else None
+        fetched_at = (when or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds")
         warc = None
         if pointer:
             warc = {"file": warc_key(pointer["file"]), "offset": pointer["offset"], "length": pointer["length"]}
