@@ -74,6 +74,7 @@ class PublishPipeline:
         self.quarantine: list[dict] = []
         self.batch = 0
         self.written: list[str] = []
+        self._flushing = False
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -97,9 +98,26 @@ class PublishPipeline:
             self.stats.inc_value("newsarchive/publish/quarantined")
         elif isinstance(item, ArticleItem):
             self.add_article(item)
-        if len(self.records) >= self.batch_size:
-            await maybe_deferred_to_future(deferToThread(self.flush))
+        if len(self.records) >= self.batch_size and not self._flushing:
+            await self._flush_in_thread()
         return item
+
+    async def _flush_in_thread(self) -> None:
+        # One batch at a time, cut on the reactor thread: items that arrive while it
+        # is being written stay buffered for the next batch, and no batch is written
+        # twice (concurrent items used to start overlapping flushes of one buffer).
+        self._flushing = True
+        records, quarantine = dict(self.records), list(self.quarantine)
+        try:
+            done = await maybe_deferred_to_future(deferToThread(self._write_batch, records, quarantine))
+        finally:
+            self._flushing = False
+        if done:
+            for key, record in records.items():
+                if self.records.get(key) is record:  # not replaced by a newer version meanwhile
+                    del self.records[key]
+                    self.page_rank.pop(key, None)
+            del self.quarantine[: len(quarantine)]
 
     def add_article(self, item: ArticleItem) -> None:
         """Buffer a new/updated record or merge a duplicate into its buffered record."""
@@ -127,10 +145,17 @@ class PublishPipeline:
         """Write the buffered records and quarantine entries as one batch.
         Store errors are counted and logged, and the batch is kept for the next
         flush (never dropped)."""
-        if not self.records and not self.quarantine:
-            return
+        if self._write_batch(dict(self.records), list(self.quarantine)):
+            self.records.clear()
+            self.page_rank.clear()
+            self.quarantine.clear()
+
+    def _write_batch(self, buffered: dict[str, dict], quarantine: list[dict]) -> bool:
+        """Write one batch; True when it is stored (or empty), False on a store error."""
+        if not buffered and not quarantine:
+            return True
         partitions: dict[str, list[dict]] = {}
-        for record in sorted(self.records.values(), key=lambda r: (r.get("article_id") or "", r["url"])):
+        for record in sorted(buffered.values(), key=lambda r: (r.get("article_id") or "", r["url"])):
             date = (record.get("published_at") or "unknown")[:10]
             partitions.setdefault(date, []).append(record)
         try:
@@ -140,18 +165,16 @@ class PublishPipeline:
                 self.written.append(key)
                 self.stats.inc_value("newsarchive/publish/objects")
                 self.stats.inc_value("newsarchive/publish/records", len(records))
-            if self.quarantine:
+            if quarantine:
                 key = quarantine_key(self.run_id, self.batch)
-                self.store.put_bytes(key, jsonl_gz(self.quarantine), "application/gzip")
+                self.store.put_bytes(key, jsonl_gz(quarantine), "application/gzip")
                 self.written.append(key)
         except StoreError as exc:
             self.stats.inc_value("newsarchive/publish/errors")
             logger.error("publishing batch %d failed: %s", self.batch, exc)
-            return
-        self.records.clear()
-        self.page_rank.clear()
-        self.quarantine.clear()
+            return False
         self.batch += 1
+        return True
 
     def close_spider(self):
         self.flush()
