@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STORE  ?= archive
 STATE  ?= state
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,13 @@ demo: install
 # Starts what the tests need (the replica and a moto S3 server, from pytest fixtures).
 test: install
 	$(BIN)/python -m pytest -q
+
+# Synthetic portal of 10,000 and 50,000 articles, bare Scrapy vs the full pipeline,
+# extraction vs trafilatura; writes BENCH.md (about 35 minutes on 2 cores). Not part of `make test`.
+BENCH_ARGS ?= --sizes 10000,50000 --bare-sizes 10000 --profile 3000
+bench: install
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) archive state .pytest_cache
