@@ -406,7 +406,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="extra Scrapy setting for every crawl (e.g. NEWSARCHIVE_BATCH_SIZE=100)")
     p.add_argument("--json", help="also write the measurements as JSON to this file")
     p.add_argument("--workdir", help="keep crawl folders here (default: a temporary folder, removed)")
+    p.add_argument("--from-json", metavar="FILE", help="only rewrite the report from measurements saved with --json")
     args = p.parse_args(argv)
+    if args.from_json:
+        write_report(Path(args.out), json.loads(Path(args.from_json).read_text()))
+        return 0
 
     t_start = time.monotonic()
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="newsarchive-bench-"))
