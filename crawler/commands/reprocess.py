@@ -59,17 +59,21 @@ def run_reprocess(args) -> int:
             f"of {counts['urls']} URLs ({counts['unreadable_files']} unreadable files)",
             file=sys.stderr,
         )
-        crawl_args = argparse.Namespace(
-            site=args.site,
-            start_url=args.start_url,
-            allow_domain=args.allow_domain,
-            store=args.store,
-            state_dir=str(state_dir),
-            mode="full",
-            run_id=args.run_id,
-            set=[f"{k}={v}" for k, v in REPLAY_SETTINGS.items()]
+        # Every crawl option at its default (whatever options ``crawl`` has), then ours.
+        defaults = argparse.ArgumentParser(add_help=False)
+        cli.add_crawl_options(defaults)
+        crawl_args = defaults.parse_args([])
+        crawl_args.site = args.site
+        crawl_args.start_url = args.start_url
+        crawl_args.allow_domain = args.allow_domain
+        crawl_args.store = args.store
+        crawl_args.state_dir = str(state_dir)
+        crawl_args.mode = "full"
+        crawl_args.run_id = args.run_id
+        crawl_args.set = (
+            [f"{k}={v}" for k, v in REPLAY_SETTINGS.items()]
             + [f"NEWSARCHIVE_REPLAY_INDEX={index.resolve()}"]
-            + list(args.set),
+            + list(args.set)
         )
         code = cli.run_crawl(crawl_args)
         if code == cli.EXIT_OK and counts["unreadable_files"]:
