@@ -7,7 +7,7 @@ CHROMIUM  := /usr/bin/chromium
 STORE  ?= archive
 STATE  ?= state
 
-.PHONY: install pywb chromium demo test bench clean
+.PHONY: install pywb chromium demo test eval bench clean
 
 install: $(VENV)/.installed
 
@@ -43,8 +43,15 @@ test: install pywb chromium
 
 # Extraction quality and speed against the replica's gold, beside trafilatura; fails
 # when a goal is missed (README "Extraction quality").
-bench: install
+eval: install
 	$(BIN)/newsarchive eval --check --repeat 5
+
+# Synthetic portal of 10,000 and 50,000 articles, bare Scrapy vs the full pipeline,
+# extraction vs trafilatura; writes BENCH.md (about 35 minutes on 2 cores). Not part of `make test`.
+BENCH_ARGS ?= --sizes 10000,50000 --bare-sizes 10000 --profile 3000
+bench: install
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PYWB_VENV) archive state .pytest_cache test-artifacts

@@ -285,6 +285,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "crawler.commands.eval",
     "crawler.commands.dataset",
     "crawler.commands.warc",
+    "crawler.commands.reprocess",
 )
 
 

@@ -1,6 +1,6 @@
 """Evaluation gate (after trafilatura's tests/eval_gate idea): our extractor's scores on
 the replica's gold may not fall below the goals, and ``newsarchive eval`` prints the
-comparison with trafilatura. Speed is measured in ``make bench`` (``newsarchive eval
+comparison with trafilatura. Speed is measured in ``make eval`` (``newsarchive eval
 --check``), never asserted here."""
 
 from __future__ import annotations

@@ -656,7 +656,7 @@ class WarcCaptureMiddleware:
                 self.stats.inc_value("warc/revisits/not_modified")
             else:
                 # The page's bytes are in the original response record.
-                revisit = {k: pointer[k] for k in ("file", "offset", "length", "record_id")}
+                revisit = {k: pointer[k] for k in ("file", "offset", "length", "record_id", "warc_date")}
                 pointer = {
                     "file": original.file,
                     "offset": original.offset,

@@ -323,8 +323,13 @@ class PortalSpider(scrapy.Spider):
         pointer; a page the profile cannot turn into a record is quarantined. None for a
         page that is not an article when the profile's URL rule is only a guess
         (``url_decides_article`` False, the generic profile): counted, not quarantined."""
-        fetched_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         pointer = response.meta.get("warc")
+        # The response record's WARC-Date is when the page was fetched; a page
+        # replayed from WARC (``reprocess``) keeps the time of its original fetch.
+        # For a revisit, the fetch is the revisit record's, not the original's.
+        dated = (pointer.get("revisit") or pointer) if pointer else {}
+        when = datetime.fromisoformat(dated["warc_date"]) if dated.get("warc_date") else None
+        fetched_at = (when or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds")
         warc = None
         if pointer:
             warc = {"file": warc_key(pointer["file"]), "offset": pointer["offset"], "length": pointer["length"]}
