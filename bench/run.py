@@ -146,6 +146,11 @@ def crawl_command(kind: str, store: Path, state: Path, run_id: str, concurrency:
         str(BIN / "newsarchive"), "crawl", "--store", str(store), "--state-dir", str(state), "--run-id", run_id,
         "--mode", "full",
         "-s", "DOWNLOAD_DELAY=0",
+        # Throughput of the crawl itself: no Crawl-delay floor, no AutoThrottle, and
+        # the same pages in both runs (page requisites are a WARC feature).
+        "-s", "NEWSARCHIVE_OBEY_CRAWL_DELAY=False",
+        "-s", "AUTOTHROTTLE_ENABLED=False",
+        "-s", "WARC_PAGE_REQUISITES=False",
         "-s", f"CONCURRENT_REQUESTS={concurrency}",
         "-s", f"CONCURRENT_REQUESTS_PER_DOMAIN={concurrency}",
         "-s", "LOG_LEVEL=INFO",

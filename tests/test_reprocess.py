@@ -79,7 +79,7 @@ def crawl_and_reprocess(replica, tmp_path_factory):
 def test_reprocess_exits_0_and_fetches_nothing(crawl_and_reprocess):
     r = crawl_and_reprocess
     assert r["proc"].returncode == 0, r["proc"].stderr[-3000:]
-    assert "newsarchive run R1: finished" in r["proc"].stderr
+    assert "newsarchive run R1 (full): finished, exit 0" in r["proc"].stderr
     assert r["requests"] == []  # not one request reached the portal (replica) during the replay
 
 

@@ -29,6 +29,7 @@ REPLAY_SETTINGS = {
     "WARC_ENABLED": "False",
     "DOWNLOAD_DELAY": "0",
     "AUTOTHROTTLE_ENABLED": "False",
+    "NEWSARCHIVE_OBEY_CRAWL_DELAY": "False",
     "CONCURRENT_REQUESTS_PER_DOMAIN": "16",
     "DOWNLOAD_HANDLERS": json.dumps(
         {"http": "crawler.replay.WarcReplayHandler", "https": "crawler.replay.WarcReplayHandler"}
