@@ -107,6 +107,10 @@ def build_settings(args, run_id: str):
         logfile.parent.mkdir(parents=True, exist_ok=True)
         settings.set("LOG_FILE", str(logfile), priority="cmdline")
         settings.set("LOG_FILE_APPEND", True, priority="cmdline")
+    if getattr(args, "redis", None):
+        from crawler.distributed import redis_settings
+
+        redis_settings(settings, args.redis, run_id)
     overrides = _parse_settings(args.set)
     for name, value in overrides.items():
         settings.set(name, value, priority="cmdline")
@@ -163,13 +167,16 @@ def _crawl_locked(args) -> int:
     from crawler.state import StateError, open_state
     from crawler.store import StoreError, open_store, store_options
 
+    if getattr(args, "redis", None) and not args.run_id:
+        print("newsarchive: --redis needs --run-id (the same for every process of the run)", file=sys.stderr)
+        return EXIT_CONFIG
     run_id = args.run_id or new_run_id()
     try:
         settings = build_settings(args, run_id)
         store = open_store(args.store, **store_options(settings))
         # Open (and migrate) the state now, so a bad one is a configuration error.
         open_state(settings.get("NEWSARCHIVE_STATE_URL") or None, Path(args.state_dir)).close()
-    except (ValueError, KeyError, StoreError, StateError) as exc:
+    except (ValueError, KeyError, StoreError, StateError, ConnectionError) as exc:
         print(f"newsarchive: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     previous = rep.previous_report(args.state_dir)
@@ -276,6 +283,9 @@ def add_crawl_options(p: argparse.ArgumentParser) -> None:
                    help="dataset batch: publish every N records (default 500)")
     p.add_argument("--batch-seconds", type=_positive(float), metavar="S",
                    help="dataset batch: publish records that waited S seconds (default 60)")
+    p.add_argument("--redis", metavar="redis://HOST:PORT/DB",
+                   help="distributed crawl: share the frontier, dupefilter and state with the other "
+                        "processes of the same --run-id in this Redis database (README)")
     p.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE", help="Scrapy setting override")
 
 

@@ -156,6 +156,12 @@ class PublishPipeline:
         except StoreError as exc:  # unreachable: the drain below counts it; the crawl spools
             logger.warning("cannot ask the store about run %s: %s", self.run_id, exc)
         self.batch = self.spool.start_run(self.run_id, _now())
+        merger = getattr(self.crawler, "newsarchive_manifest_merger", None)
+        if merger is not None:
+            # Distributed crawl: batch numbers of its own, one run manifest for all.
+            self.batch += merger.batch_offset
+            merger.store = self.store
+            self.publisher.finalize = merger.finalize
         # A crash between spooling a batch and marking it published would make the
         # next run emit those articles again: mark every pending batch (idempotent).
         for pending in self.spool.pending():
