@@ -295,13 +295,27 @@ class Coordinator:
             if not self.server.srem(f"{self.prefix}:workers", worker):
                 continue
             state = getattr(self.crawler, "newsarchive_state", None)
+            urls = []
             if state is not None and hasattr(state, "recover_worker"):
-                state.recover_worker(worker)
-            n = self._requeue(worker)
+                urls = state.recover_worker(worker).get("urls", [])
+            n = self._requeue(worker) + self._refetch(urls)
             back += n
             logger.warning("process %s is gone: %d in-flight request(s) re-queued", worker, n)
             self.crawler.stats.inc_value("newsarchive/distributed/requeued", n)
         return back
+
+    def _refetch(self, urls: list[str]) -> int:
+        """Queue ``urls`` again (no dupefilter): pages whose articles a dead process
+        had recorded but not published."""
+        scheduler = getattr(self.crawler, "newsarchive_scheduler", None)
+        spider = getattr(self.crawler, "spider", None)
+        if scheduler is None or spider is None:
+            return 0
+        from scrapy import Request
+
+        for url in urls:
+            scheduler.queue.push(Request(url, callback=spider.parse, errback=spider.on_error, dont_filter=True))
+        return len(urls)
 
     def _requeue(self, worker: str) -> int:
         key = self.processing_key(worker)
@@ -362,6 +376,25 @@ class RunManifestMerger:
             raise ValueError("a distributed run takes at most 100 processes (5-digit batch numbers)")
         self.batch_offset = index * self.BATCHES_PER_PROCESS
         server.sadd(f"{prefix}:publishers", worker)
+
+    # -- records of articles another process holds ---------------------------
+    def send(self, owner: str, key: str, rank: int, record: dict) -> None:
+        """A duplicate page of an article whose record ``owner`` buffers: hand it over
+        (its URL, and its content when it is the better page)."""
+        import json
+
+        self.server.rpush(f"{self.prefix}:merge:{owner}", json.dumps({"key": key, "rank": rank, "record": record}))
+
+    def receive(self) -> list[dict]:
+        """What peers handed over to this process (and forget it)."""
+        import json
+
+        key = f"{self.prefix}:merge:{self.worker}"
+        pipe = self.server.pipeline(transaction=True)
+        pipe.lrange(key, 0, -1)
+        pipe.delete(key)
+        raw, _ = pipe.execute()
+        return [json.loads(r) for r in raw]
 
     def finalize(self, run: dict, entries: list[dict]) -> str | None:
         """Add this process's part; write the run manifest when no live peer is left.

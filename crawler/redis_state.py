@@ -72,18 +72,23 @@ class RedisState(State):
             if worker == self.worker or self.r.exists(alive_key(worker)):
                 continue
             for name, value in self.recover_worker(worker).items():
-                totals[name] += value
+                if name in totals:
+                    totals[name] += value
         return totals
 
-    def recover_worker(self, worker: str) -> dict[str, int]:
-        """Drop what ``worker`` recorded and never marked published."""
+    def recover_worker(self, worker: str) -> dict:
+        """Drop what ``worker`` recorded and never marked published. Returns the counts
+        and ``urls``: every URL of the dropped articles and pages, which a live peer
+        fetches again (the dead process held their records in memory only)."""
         articles = versions = pages = 0
+        urls: set[str] = set()
         with self._lock:
             for raw in self.r.smembers(self.k("pending", worker)):
                 key = _s(raw)
                 art = self.r.hgetall(self.k("article", key))
                 if not art:
                     continue
+                urls.update(self.urls_of(key))
                 top = int(art[b"version"])
                 kept = None
                 for v in range(top, 0, -1):
@@ -111,10 +116,12 @@ class RedisState(State):
                 url = _s(raw)
                 if self.r.hget(self.k("page", url), "pending") == b"1":
                     self.r.delete(self.k("page", url))
+                    urls.add(url)
                     pages += 1
             self.r.delete(self.k("pending", worker), self.k("pending_pages", worker))
             self.r.srem(self.k("pending_workers"), worker)
-        return {"articles_dropped": articles, "versions_dropped": versions, "pages_dropped": pages}
+        return {"articles_dropped": articles, "versions_dropped": versions, "pages_dropped": pages,
+                "urls": sorted(urls)}
 
     def close(self) -> None:
         self.r.close()
@@ -143,6 +150,10 @@ class RedisState(State):
     def claim(self, article_key: str) -> bool:
         """True for the one process that may record ``article_key`` as new."""
         return bool(self.r.set(self.k("claim", article_key), self.worker, nx=True))
+
+    def claimant(self, article_key: str) -> str | None:
+        """The process that recorded ``article_key`` as new (:meth:`claim`)."""
+        return _s(self.r.get(self.k("claim", article_key)))
 
     def record(self, article_key, article_id, content_sha256, version, *, previous_sha256=None, published_at=None,
                near_duplicate_of=None, minhash=None, minhash_params=None, run_id=None) -> None:

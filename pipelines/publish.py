@@ -231,15 +231,47 @@ class PublishPipeline:
             return
         record = self.records.get(key)
         if record is None:
+            if self._hand_over(key, rank, item):
+                return
             # Its record went out in an earlier batch or run; the state store has the URL.
             self.stats.inc_value("newsarchive/publish/duplicate_of_published")
             return
-        record["urls"] = sorted(set(record["urls"]) | {item["url"]})
+        self._merge(key, record, rank, item)
+
+    def _merge(self, key: str, record: dict, rank: int, page) -> None:
+        """Merge a duplicate page (item or record dict) into the buffered ``record``."""
+        record["urls"] = sorted(set(record["urls"]) | {page["url"]})
         if rank > self.page_rank[key]:
             for name in CONTENT_FIELDS:
-                if name in item or name in record:
-                    record[name] = item.get(name)
+                if name in page or name in record:
+                    record[name] = page.get(name)
             self.page_rank[key] = rank
+
+    def _hand_over(self, key: str, rank: int, item) -> bool:
+        """Distributed crawl: the article's record is buffered by the process that
+        recorded it first; send it this page. True when sent."""
+        merger = getattr(self.crawler, "newsarchive_manifest_merger", None)
+        state = getattr(self.crawler, "newsarchive_state", None)
+        owner = state.claimant(key) if merger is not None and hasattr(state, "claimant") else None
+        if owner is None or owner == merger.worker:
+            return False
+        record = to_record(item)
+        record["site"] = self.site
+        merger.send(owner, key, rank, record)
+        self.stats.inc_value("newsarchive/publish/handed_over")
+        return True
+
+    def _receive(self) -> None:
+        """Merge the pages peers handed over (see :meth:`_hand_over`)."""
+        merger = getattr(self.crawler, "newsarchive_manifest_merger", None)
+        if merger is None:
+            return
+        for entry in merger.receive():
+            record = self.records.get(entry["key"])
+            if record is None:
+                self.stats.inc_value("newsarchive/publish/duplicate_of_published")
+                continue
+            self._merge(entry["key"], record, entry["rank"], entry["record"])
 
     def _flush_if_due(self) -> None:
         if self.oldest is not None and time.monotonic() - self.oldest >= self.batch_seconds:
@@ -253,6 +285,7 @@ class PublishPipeline:
         is not shared between threads."""
         if self.failed:
             return
+        self._receive()
         keys = [k for k, rank in self.page_rank.items() if final or rank >= CANONICAL]
         self.oldest = None  # every ready entry goes into this batch
         if not keys and not self.quarantine:
