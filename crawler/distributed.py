@@ -13,7 +13,7 @@ covers what scrapy-redis leaves open on Scrapy 2.19 (README, "Distributed crawli
 * :class:`ReliableScheduler` filters every new request, ``dont_filter`` ones too
   (each process's ``start()`` yields the same seeds: only the first goes through),
   except requests re-issued by downloader middlewares for an in-flight request
-  (retries, redirects), which keep Scrapy's own semantics. A popped request is moved
+  (retries, redirects), which keep Scrapy's own ``dont_filter`` semantics. A popped request is moved
   atomically into this process's ``processing`` hash and leaves it only when its
   callback's output (every follow-up request) is in the queue, or its download failed
   for good. A process whose ``alive`` key (refreshed every few seconds) expired is
@@ -138,8 +138,12 @@ class ReliableScheduler(Scheduler):
 
     def enqueue_request(self, request):
         parent = request.meta.get(PROC_META)
-        if parent is None and self.df.request_seen(request):
+        # New requests are always filtered (every process's start() yields the same
+        # seeds); re-issued ones (redirects, retries) keep Scrapy's dont_filter.
+        if (parent is None or not request.dont_filter) and self.df.request_seen(request):
             self.df.log(request, self.spider)
+            if parent is not None:
+                self.server.hdel(self.processing_key, parent)
             return False
         if self.stats:
             self.stats.inc_value("scheduler/enqueued/redis", spider=self.spider)
@@ -384,6 +388,13 @@ class RunManifestMerger:
         import json
 
         self.server.rpush(f"{self.prefix}:merge:{owner}", json.dumps({"key": key, "rank": rank, "record": record}))
+
+    def update(self, owner: str, key: str, fields: dict) -> None:
+        """Set ``fields`` on the record of ``key`` that ``owner`` buffers (e.g. a
+        near-duplicate link found by this process)."""
+        import json
+
+        self.server.rpush(f"{self.prefix}:merge:{owner}", json.dumps({"key": key, "set": fields}))
 
     def receive(self) -> list[dict]:
         """What peers handed over to this process (and forget it)."""

@@ -215,16 +215,33 @@ class DedupPipeline:
         # ``item`` is older than every known copy: it is the original, if the copies'
         # records can still be marked.
         buffered = self._buffered_records()
-        if not all(c.article_key in buffered for c in candidates):
+        if not all(c.article_key in buffered or self._peer_holds(c) for c in candidates):
             self.stats.inc_value("newsarchive/dedup/near_duplicate_order_inverted")
             return root.article_id
         for c in candidates:
             self.state.set_near_duplicate_of(c.article_key, item.get("article_id"))
-            buffered[c.article_key]["near_duplicate_of"] = item.get("article_id")
+            if c.article_key in buffered:
+                buffered[c.article_key]["near_duplicate_of"] = item.get("article_id")
+            else:
+                self._peer_holds(c, {"near_duplicate_of": item.get("article_id")})
             if not c.near_duplicate_of:  # it was counted as new: it is a near-duplicate now
                 self.stats.inc_value("newsarchive/dedup/new", -1)
                 self.stats.inc_value("newsarchive/dedup/near_duplicate")
         return None
+
+    def _peer_holds(self, known, update: dict | None = None) -> bool:
+        """Distributed crawl: True when another live process buffers ``known``'s
+        record (recorded, not published); with ``update``, send it the change."""
+        merger = getattr(self.crawler, "newsarchive_manifest_merger", None)
+        claimant = getattr(self.state, "claimant", None)
+        if merger is None or claimant is None or known.published:
+            return False
+        owner = claimant(known.article_key)
+        if owner is None or owner == merger.worker:
+            return False
+        if update is not None:
+            merger.update(owner, known.article_key, update)
+        return True
 
     def _buffered_records(self) -> dict:
         """The publish stage's records not yet written (article key -> record dict), or

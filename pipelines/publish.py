@@ -271,6 +271,9 @@ class PublishPipeline:
             if record is None:
                 self.stats.inc_value("newsarchive/publish/duplicate_of_published")
                 continue
+            if "set" in entry:
+                record.update(entry["set"])
+                continue
             self._merge(entry["key"], record, entry["rank"], entry["record"])
 
     def _flush_if_due(self) -> None:
