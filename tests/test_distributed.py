@@ -92,7 +92,10 @@ def distributed(base: Path, proxy: str, redis_url: str, run_id: str, n: int = 3,
 
 @pytest.fixture(scope="module")
 def crawls(replica, redis_url, tmp_path_factory):
-    """A single-process crawl and a three-process crawl of the replica."""
+    """A single-process crawl and a three-process crawl of the replica (fresh state)."""
+    from redis import Redis
+
+    Redis.from_url(redis_url).flushdb()
     base = tmp_path_factory.mktemp("distributed")
     replica.reset()
     single = run_newsarchive(["crawl", "--store", str(base / "single" / "archive"), "--state-dir",
@@ -162,11 +165,14 @@ def test_one_run_manifest_covers_every_process(crawls):
     assert manifest["run_status"] == "finished"
     assert manifest["totals"]["records"] == 26
     parts = {o["key"] for o in manifest["objects"]}
-    on_disk = {str(p.relative_to(crawls["store"])) for p in (crawls["store"] / "dataset").rglob("part-*")}
+    on_disk = {str(p.relative_to(crawls["store"])) for p in crawls["store"].rglob("part-*")}
     assert parts == on_disk
 
 
 def test_killing_one_process_loses_nothing(replica, redis_url, tmp_path):
+    from redis import Redis
+
+    Redis.from_url(redis_url).flushdb()  # a fresh state: the articles are new again
     replica.reset()
     codes, logs = distributed(tmp_path, replica.proxy_url, redis_url, "20260101T000000Z-kill", kill_after=40,
                               replica=replica)
