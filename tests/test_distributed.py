@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import BIN, ROOT, crawl_args, load_expected, newsarchive_env, read_jsonl_gz, run_newsarchive
 
 EXPECTED = load_expected()
-FAST = ["-s", "DOWNLOAD_DELAY=0", "-s", "LOG_LEVEL=DEBUG", "-s", "NEWSARCHIVE_REDIS_IDLE_SECONDS=1",
+FAST = ["-s", "DOWNLOAD_DELAY=0", "-s", "LOG_LEVEL=INFO", "-s", "NEWSARCHIVE_REDIS_IDLE_SECONDS=1",
         "-s", "NEWSARCHIVE_REDIS_HEARTBEAT_TTL=4"]
 #: Database number the tests own (flushed before use).
 REDIS_DB = 13
