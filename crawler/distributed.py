@@ -146,7 +146,7 @@ class ReliableScheduler(Scheduler):
                 self.server.hdel(self.processing_key, parent)
             return False
         if self.stats:
-            self.stats.inc_value("scheduler/enqueued/redis", spider=self.spider)
+            self.stats.inc_value("scheduler/enqueued/redis")
         self.queue.push(request)
         if parent is not None:
             # A retry or redirect of an in-flight request: it is in the queue now.
@@ -161,7 +161,7 @@ class ReliableScheduler(Scheduler):
         request = self.queue._decode_request(data)
         request.meta[PROC_META] = token.decode() if isinstance(token, bytes) else token
         if self.stats:
-            self.stats.inc_value("scheduler/dequeued/redis", spider=self.spider)
+            self.stats.inc_value("scheduler/dequeued/redis")
         return request
 
     def done(self, request) -> None:
