@@ -194,6 +194,17 @@ def _crawl_locked(args) -> int:
     publisher = getattr(crawler, "newsarchive_publisher", None)
     report = rep.summarize(stats, run_id, store.url, publisher.written if publisher else [], args.mode)
     code, reasons = rep.checks(report, previous, args.max_error_rate)
+    run_report = report
+    if getattr(args, "redis", None):
+        # Distributed: the exit code judges this process; the stored run report merges
+        # every process that has left (the last one's covers the whole run).
+        from crawler.distributed import merge_run_stats
+
+        try:
+            merged, written = merge_run_stats(args.redis, run_id, stats, publisher.written if publisher else [])
+            run_report = rep.summarize(merged, run_id, store.url, written, args.mode)
+        except Exception as exc:  # noqa: BLE001 (the run is done; the local report still counts)
+            print(f"newsarchive: could not merge the run report in Redis: {exc}", file=sys.stderr)
     report.update(
         exit_code=code,
         failed_checks=reasons,
@@ -201,8 +212,11 @@ def _crawl_locked(args) -> int:
         finished_unix=round(time.time(), 3),
         duration_seconds=round(time.time() - started, 3),
     )
+    if run_report is not report:
+        run_report.update({k: report[k] for k in ("exit_code", "failed_checks", "finished_unix")})
+        run_report["processes"] = "merged"
     try:
-        store.put_bytes(report_key(run_id), rep.to_json(report), "application/json")
+        store.put_bytes(report_key(run_id), rep.to_json(run_report), "application/json")
     except StoreError as exc:
         print(f"newsarchive: could not store the run report: {exc}", file=sys.stderr)
         report["exit_code"] = code = EXIT_STORE

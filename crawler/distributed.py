@@ -460,3 +460,40 @@ class RunManifestMerger:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.5)
+
+
+def merge_run_stats(redis_url: str, run_id: str, stats: dict, written: list[str]) -> tuple[dict, list[str]]:
+    """Add this process's stats and written keys to the run's list in Redis and return
+    the merge over every process that has finished so far (numbers summed, lists joined,
+    start the earliest, finish the latest): the run report of a distributed run is
+    rewritten by each process as it leaves, the last one's covering all of them."""
+    import json
+    from datetime import datetime
+
+    from redis import Redis
+
+    server = Redis.from_url(redis_url)
+    key = f"{run_prefix(run_id)}:reports"
+
+    def plain(v):
+        return v.isoformat() if isinstance(v, datetime) else v
+
+    server.rpush(key, json.dumps({"stats": {k: plain(v) for k, v in stats.items()}, "written": written}, default=str))
+    merged: dict = {}
+    keys: list[str] = []
+    for raw in server.lrange(key, 0, -1):
+        part = json.loads(raw)
+        keys.extend(part["written"])
+        for name, value in part["stats"].items():
+            old = merged.get(name)
+            if name == "start_time":
+                merged[name] = min(old, value) if old else value
+            elif name == "finish_time":
+                merged[name] = max(old, value) if old else value
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(old, (int, float)):
+                merged[name] = old + value
+            elif isinstance(value, list) and isinstance(old, list):
+                merged[name] = old + [v for v in value if v not in old]
+            else:
+                merged[name] = value if old is None else old
+    return merged, sorted(set(keys))

@@ -23,7 +23,7 @@ EXPECTED = load_expected()
 FAST = ["-s", "DOWNLOAD_DELAY=0", "-s", "LOG_LEVEL=INFO", "-s", "NEWSARCHIVE_REDIS_IDLE_SECONDS=1",
         "-s", "NEWSARCHIVE_REDIS_HEARTBEAT_TTL=4"]
 #: Database number the tests own (flushed before use).
-REDIS_DB = 13
+REDIS_DB = int(os.environ.get("NEWSARCHIVE_TEST_REDIS_DB", "13"))
 #: Run bookkeeping: differs between any two crawls.
 BOOKKEEPING = ("run_id", "fetched_at", "warc")
 F11 = "/xa-hoi/y-te/tiem-vac-xin-phong-covid-19-cho-nguoi-dan-vung-sau-vung-xa-147903.html"
@@ -167,6 +167,15 @@ def test_one_run_manifest_covers_every_process(crawls):
     parts = {o["key"] for o in manifest["objects"]}
     on_disk = {str(p.relative_to(crawls["store"])) for p in crawls["store"].rglob("part-*")}
     assert parts == on_disk
+
+
+def test_the_run_report_merges_every_process(crawls):
+    report = json.loads((crawls["store"] / "runs" / "20260101T000000Z-dist" / "report.json").read_text())
+    assert report["processes"] == "merged"
+    assert report["articles"]["published"] == 26
+    assert report["articles"]["new"] + report["articles"]["near_duplicate"] == 26
+    assert len([k for k in report["dataset_objects"] if k.endswith(".parquet")]) == len(
+        list((crawls["store"] / "dataset").rglob("*.parquet")))
 
 
 def test_killing_one_process_loses_nothing(replica, redis_url, tmp_path):
