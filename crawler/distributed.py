@@ -277,6 +277,10 @@ class Coordinator:
         self.server.delete(self.alive_key(self.worker))
         # Anything still parked (a close for another reason than "finished") goes back.
         self._requeue(self.worker)
+        if not self.server.scard(f"{self.prefix}:workers"):
+            # The last process out: the run's keys are kept a day (for a look), then go.
+            for key in self.server.scan_iter(match=f"{self.prefix}:*"):
+                self.server.expire(key, 86400)
 
     def tick(self) -> None:
         """Every second: heartbeat, re-queue dead peers, wake the engine when the
