@@ -7,7 +7,7 @@ CHROMIUM  := /usr/bin/chromium
 STORE  ?= archive
 STATE  ?= state
 
-.PHONY: install pywb chromium demo test eval bench clean
+.PHONY: install pywb chromium redis demo test eval bench clean
 
 install: $(VENV)/.installed
 
@@ -33,12 +33,20 @@ $(CHROMIUM):
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 
+# redis-server (Debian package) for the distributed-crawl tests.
+REDIS_SERVER := /usr/bin/redis-server
+redis: $(REDIS_SERVER)
+
+$(REDIS_SERVER):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server
+
 # Crawl the bundled portal replica with production URLs and settings into ./archive.
 demo: install
 	$(BIN)/newsarchive demo --store $(STORE) --state-dir $(STATE)
 
 # Starts what the tests need (the replica and a moto S3 server, from pytest fixtures).
-test: install pywb chromium
+test: install pywb chromium redis
 	$(BIN)/python -m pytest -q
 
 # Extraction quality and speed against the replica's gold, beside trafilatura; fails

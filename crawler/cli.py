@@ -107,6 +107,10 @@ def build_settings(args, run_id: str):
         logfile.parent.mkdir(parents=True, exist_ok=True)
         settings.set("LOG_FILE", str(logfile), priority="cmdline")
         settings.set("LOG_FILE_APPEND", True, priority="cmdline")
+    if getattr(args, "redis", None):
+        from crawler.distributed import redis_settings
+
+        redis_settings(settings, args.redis, run_id)
     overrides = _parse_settings(args.set)
     for name, value in overrides.items():
         settings.set(name, value, priority="cmdline")
@@ -163,13 +167,16 @@ def _crawl_locked(args) -> int:
     from crawler.state import StateError, open_state
     from crawler.store import StoreError, open_store, store_options
 
+    if getattr(args, "redis", None) and not args.run_id:
+        print("newsarchive: --redis needs --run-id (the same for every process of the run)", file=sys.stderr)
+        return EXIT_CONFIG
     run_id = args.run_id or new_run_id()
     try:
         settings = build_settings(args, run_id)
         store = open_store(args.store, **store_options(settings))
         # Open (and migrate) the state now, so a bad one is a configuration error.
         open_state(settings.get("NEWSARCHIVE_STATE_URL") or None, Path(args.state_dir)).close()
-    except (ValueError, KeyError, StoreError, StateError) as exc:
+    except (ValueError, KeyError, StoreError, StateError, ConnectionError) as exc:
         print(f"newsarchive: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     previous = rep.previous_report(args.state_dir)
@@ -187,6 +194,17 @@ def _crawl_locked(args) -> int:
     publisher = getattr(crawler, "newsarchive_publisher", None)
     report = rep.summarize(stats, run_id, store.url, publisher.written if publisher else [], args.mode)
     code, reasons = rep.checks(report, previous, args.max_error_rate)
+    run_report = report
+    if getattr(args, "redis", None):
+        # Distributed: the exit code judges this process; the stored run report merges
+        # every process that has left (the last one's covers the whole run).
+        from crawler.distributed import merge_run_stats
+
+        try:
+            merged, written = merge_run_stats(args.redis, run_id, stats, publisher.written if publisher else [])
+            run_report = rep.summarize(merged, run_id, store.url, written, args.mode)
+        except Exception as exc:  # noqa: BLE001 (the run is done; the local report still counts)
+            print(f"newsarchive: could not merge the run report in Redis: {exc}", file=sys.stderr)
     report.update(
         exit_code=code,
         failed_checks=reasons,
@@ -194,8 +212,11 @@ def _crawl_locked(args) -> int:
         finished_unix=round(time.time(), 3),
         duration_seconds=round(time.time() - started, 3),
     )
+    if run_report is not report:
+        run_report.update({k: report[k] for k in ("exit_code", "failed_checks", "finished_unix")})
+        run_report["processes"] = "merged"
     try:
-        store.put_bytes(report_key(run_id), rep.to_json(report), "application/json")
+        store.put_bytes(report_key(run_id), rep.to_json(run_report), "application/json")
     except StoreError as exc:
         print(f"newsarchive: could not store the run report: {exc}", file=sys.stderr)
         report["exit_code"] = code = EXIT_STORE
@@ -276,6 +297,9 @@ def add_crawl_options(p: argparse.ArgumentParser) -> None:
                    help="dataset batch: publish every N records (default 500)")
     p.add_argument("--batch-seconds", type=_positive(float), metavar="S",
                    help="dataset batch: publish records that waited S seconds (default 60)")
+    p.add_argument("--redis", metavar="redis://HOST:PORT/DB",
+                   help="distributed crawl: share the frontier, dupefilter and state with the other "
+                        "processes of the same --run-id in this Redis database (README)")
     p.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE", help="Scrapy setting override")
 
 

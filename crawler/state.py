@@ -210,6 +210,11 @@ class State(ABC):
     def count(self) -> int:
         """Number of articles."""
 
+    def claim(self, article_key: str) -> bool:
+        """True when this process may record ``article_key`` as a new article. One
+        process per state here; a shared backend lets only the first claimer win."""
+        return True
+
 
 class SQLiteState(State):
     """The state on one SQLite file. Safe to call from several threads of one process
@@ -453,10 +458,16 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-def open_state(url: str | None, state_dir: str | Path) -> State:
+def open_state(url: str | None, state_dir: str | Path, worker: str | None = None) -> State:
     """The state backend for ``url``: empty or ``sqlite:`` -> ``<state_dir>/state.sqlite``;
     ``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (SQLAlchemy's form) ->
-    that file. Other schemes (``redis://``, issue 8) raise :class:`StateError`."""
+    that file; ``redis://host:port/db`` -> :class:`crawler.redis_state.RedisState`
+    (``worker``: the process's id in a distributed crawl). Other schemes raise
+    :class:`StateError`."""
+    if url and url.startswith(("redis://", "rediss://", "unix://")):
+        from crawler.redis_state import RedisState
+
+        return RedisState(url, worker)
     if not url or url == "sqlite:":
         return SQLiteState(Path(state_dir) / "state.sqlite")
     if url.startswith("sqlite:///"):

@@ -76,7 +76,8 @@ class DedupPipeline:
             s.getfloat("NEWSARCHIVE_NEARDUP_THRESHOLD", DEFAULT_THRESHOLD),
             s.getint("NEWSARCHIVE_SHINGLE_SIZE", DEFAULT_SHINGLE_SIZE),
         )
-        state = open_state(s.get("NEWSARCHIVE_STATE_URL") or None, Path(s.get("NEWSARCHIVE_STATE_DIR", "state")))
+        state = open_state(s.get("NEWSARCHIVE_STATE_URL") or None, Path(s.get("NEWSARCHIVE_STATE_DIR", "state")),
+                           s.get("NEWSARCHIVE_WORKER_ID") or None)
         # Exposed at once: the publish stage (built after this one) may look for it in
         # its own from_crawler.
         crawler.newsarchive_state = state
@@ -97,6 +98,10 @@ class DedupPipeline:
             if value:
                 self.stats.set_value(f"newsarchive/state/recovered/{name}", value)
                 logger.info("state: dropped %d %s left unpublished by an interrupted run", value, name)
+        # A shared state (distributed crawl): later, peers' new signatures are fetched
+        # from its change log before each near-duplicate check.
+        cursor = getattr(self.state, "signature_cursor", None)
+        self._sig_cursor = cursor(self.index.params) if cursor else None
         loaded = self.index.load(self.state.signatures(self.index.params))
         self.stats.set_value("newsarchive/dedup/signatures_loaded", loaded)
 
@@ -127,6 +132,16 @@ class DedupPipeline:
         item["near_duplicate_of"] = None
         near = False
         known = self.state.by_key(key)
+        if known is None and not self.state.claim(key):
+            # A peer process is recording this article right now: it is its record.
+            known = self.state.by_key(key)
+            if known is None or known.content_sha256 != sha:
+                self.state.add_url(item["url"], key)
+                self.state.link_page(item["url"], key)
+                item["dedup"] = {"status": "duplicate", "article_key": key, "canonical_page": False,
+                                 "near_duplicate": False}
+                self.stats.inc_value("newsarchive/dedup/duplicate")
+                return item
         if known is None:
             by_text = self.state.by_digest(sha)
             if by_text is not None:
@@ -181,6 +196,9 @@ class DedupPipeline:
         """The article id ``item`` is a near-duplicate of, or None. Makes the other
         article point at ``item`` instead when ``item`` is the earlier one and the
         other's record can still change."""
+        if getattr(self, "_sig_cursor", None) is not None:
+            rows, self._sig_cursor = self.state.signature_updates(self.index.params, self._sig_cursor)
+            self.index.load(rows)
         candidates = [self.state.by_key(k) for k, _ in self.index.matches(sig, exclude=key)]
         # Another key of the same article (an id seen under two canonical URLs) is not
         # a republication.
@@ -197,16 +215,33 @@ class DedupPipeline:
         # ``item`` is older than every known copy: it is the original, if the copies'
         # records can still be marked.
         buffered = self._buffered_records()
-        if not all(c.article_key in buffered for c in candidates):
+        if not all(c.article_key in buffered or self._peer_holds(c) for c in candidates):
             self.stats.inc_value("newsarchive/dedup/near_duplicate_order_inverted")
             return root.article_id
         for c in candidates:
             self.state.set_near_duplicate_of(c.article_key, item.get("article_id"))
-            buffered[c.article_key]["near_duplicate_of"] = item.get("article_id")
+            if c.article_key in buffered:
+                buffered[c.article_key]["near_duplicate_of"] = item.get("article_id")
+            else:
+                self._peer_holds(c, {"near_duplicate_of": item.get("article_id")})
             if not c.near_duplicate_of:  # it was counted as new: it is a near-duplicate now
                 self.stats.inc_value("newsarchive/dedup/new", -1)
                 self.stats.inc_value("newsarchive/dedup/near_duplicate")
         return None
+
+    def _peer_holds(self, known, update: dict | None = None) -> bool:
+        """Distributed crawl: True when another live process buffers ``known``'s
+        record (recorded, not published); with ``update``, send it the change."""
+        merger = getattr(self.crawler, "newsarchive_manifest_merger", None)
+        claimant = getattr(self.state, "claimant", None)
+        if merger is None or claimant is None or known.published:
+            return False
+        owner = claimant(known.article_key)
+        if owner is None or owner == merger.worker:
+            return False
+        if update is not None:
+            merger.update(owner, known.article_key, update)
+        return True
 
     def _buffered_records(self) -> dict:
         """The publish stage's records not yet written (article key -> record dict), or

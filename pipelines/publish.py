@@ -156,6 +156,12 @@ class PublishPipeline:
         except StoreError as exc:  # unreachable: the drain below counts it; the crawl spools
             logger.warning("cannot ask the store about run %s: %s", self.run_id, exc)
         self.batch = self.spool.start_run(self.run_id, _now())
+        merger = getattr(self.crawler, "newsarchive_manifest_merger", None)
+        if merger is not None:
+            # Distributed crawl: batch numbers of its own, one run manifest for all.
+            self.batch += merger.batch_offset
+            merger.store = self.store
+            self.publisher.finalize = merger.finalize
         # A crash between spooling a batch and marking it published would make the
         # next run emit those articles again: mark every pending batch (idempotent).
         for pending in self.spool.pending():
@@ -225,15 +231,50 @@ class PublishPipeline:
             return
         record = self.records.get(key)
         if record is None:
+            if self._hand_over(key, rank, item):
+                return
             # Its record went out in an earlier batch or run; the state store has the URL.
             self.stats.inc_value("newsarchive/publish/duplicate_of_published")
             return
-        record["urls"] = sorted(set(record["urls"]) | {item["url"]})
+        self._merge(key, record, rank, item)
+
+    def _merge(self, key: str, record: dict, rank: int, page) -> None:
+        """Merge a duplicate page (item or record dict) into the buffered ``record``."""
+        record["urls"] = sorted(set(record["urls"]) | {page["url"]})
         if rank > self.page_rank[key]:
             for name in CONTENT_FIELDS:
-                if name in item or name in record:
-                    record[name] = item.get(name)
+                if name in page or name in record:
+                    record[name] = page.get(name)
             self.page_rank[key] = rank
+
+    def _hand_over(self, key: str, rank: int, item) -> bool:
+        """Distributed crawl: the article's record is buffered by the process that
+        recorded it first; send it this page. True when sent."""
+        merger = getattr(self.crawler, "newsarchive_manifest_merger", None)
+        state = getattr(self.crawler, "newsarchive_state", None)
+        owner = state.claimant(key) if merger is not None and hasattr(state, "claimant") else None
+        if owner is None or owner == merger.worker:
+            return False
+        record = to_record(item)
+        record["site"] = self.site
+        merger.send(owner, key, rank, record)
+        self.stats.inc_value("newsarchive/publish/handed_over")
+        return True
+
+    def _receive(self) -> None:
+        """Merge the pages peers handed over (see :meth:`_hand_over`)."""
+        merger = getattr(self.crawler, "newsarchive_manifest_merger", None)
+        if merger is None:
+            return
+        for entry in merger.receive():
+            record = self.records.get(entry["key"])
+            if record is None:
+                self.stats.inc_value("newsarchive/publish/duplicate_of_published")
+                continue
+            if "set" in entry:
+                record.update(entry["set"])
+                continue
+            self._merge(entry["key"], record, entry["rank"], entry["record"])
 
     def _flush_if_due(self) -> None:
         if self.oldest is not None and time.monotonic() - self.oldest >= self.batch_seconds:
@@ -247,6 +288,7 @@ class PublishPipeline:
         is not shared between threads."""
         if self.failed:
             return
+        self._receive()
         keys = [k for k, rank in self.page_rank.items() if final or rank >= CANONICAL]
         self.oldest = None  # every ready entry goes into this batch
         if not keys and not self.quarantine:

@@ -74,7 +74,9 @@ def test_open_state_picks_the_backend(tmp_path):
     assert other.path == tmp_path / "elsewhere.sqlite"
     other.close()
     with pytest.raises(StateError, match="unsupported state URL"):
-        open_state("redis://127.0.0.1:6379/0", tmp_path)
+        open_state("mongodb://127.0.0.1:27017/0", tmp_path)
+    with pytest.raises(StateError, match="cannot open state"):  # redis:// -> RedisState (nothing on port 1)
+        open_state("redis://127.0.0.1:1/0", tmp_path)
 
 
 def test_recorded_but_unpublished_articles_are_dropped_on_recovery(tmp_path):

@@ -48,6 +48,10 @@ class DatasetPublisher:
     def __init__(self, store: Store, spool: Spool):
         self.store = store
         self.spool = spool
+        #: ``finalize(run, entries) -> manifest key or None`` replaces writing the
+        #: manifest of a run; a distributed crawl merges its processes' parts
+        #: (crawler/distributed.py, :class:`RunManifestMerger`).
+        self.finalize = None
 
     def check_run_open(self, run_id: str) -> None:
         """Raise :class:`RunFinalized` when ``run_id`` has a manifest in the store
@@ -86,6 +90,12 @@ class DatasetPublisher:
                     for entry in self.upload(pending):
                         result.stored.append({**entry, "run_id": run_id})
                 if closing and not self.spool.pending(run_id):
+                    if self.finalize is not None and run_id == current_run:
+                        key = self.finalize(run, self.spool.committed(run_id))
+                        if key:
+                            result.manifests.append(key)
+                        self.spool.remove_run(run_id)
+                        continue
                     manifest = build_manifest(run, self.spool.committed(run_id))
                     stored = write_manifest(self.store, manifest)
                     result.manifests.append(stored.key)

@@ -177,6 +177,10 @@ class PortalSpider(scrapy.Spider):
         """Errback of every request: failures go to the run report with their URL;
         policy refusals (robots.txt, off-site) are not errors."""
         request = failure.request
+        # Distributed crawl: a failed request is finished (it yields nothing).
+        done = getattr(self.crawler, "newsarchive_request_done", None)
+        if done is not None:
+            done(request)
         if failure.check(HttpError):
             kind = f"http_{failure.value.response.status}"
         elif failure.check(IgnoreRequest):

@@ -1,0 +1,60 @@
+"""The crawl state on Redis (distributed crawls): the same publication protocol as
+SQLite, per process — what a dead process recorded and never published is dropped,
+with the URLs to fetch again; a live peer's pending work is left alone."""
+
+from __future__ import annotations
+
+from redis import Redis
+
+from crawler.redis_state import RedisState, alive_key
+from crawler.state import State, open_state
+from tests.test_distributed import redis_url  # noqa: F401 (fixture)
+
+KEY = "https://baotuyenquang.com.vn/a-b-123456.html"
+OTHER = "https://baotuyenquang.com.vn/c-d-654321.html"
+
+
+def test_open_state_gives_the_redis_backend(redis_url, tmp_path):  # noqa: F811
+    Redis.from_url(redis_url).flushdb()
+    state = open_state(redis_url, tmp_path, "w1")
+    assert isinstance(state, RedisState) and isinstance(state, State)
+    assert state.worker == "w1" and state.count() == 0
+
+
+def test_a_dead_process_unpublished_work_is_dropped_and_its_urls_returned(redis_url):  # noqa: F811
+    r = Redis.from_url(redis_url)
+    r.flushdb()
+    live, dead = RedisState(redis_url, "live"), RedisState(redis_url, "dead")
+    r.set(alive_key("live"), "1")
+    dead.record(KEY, "123456", "11" * 32, 1, minhash=b"\1" * 8, minhash_params="p")
+    dead.add_url(KEY, KEY)
+    dead.add_url(KEY.replace("//", "//m."), KEY)
+    dead.record_page(KEY, 200, pending=True, run_id="r")
+    dead.link_page(KEY, KEY)
+    live.record(OTHER, "654321", "22" * 32, 1)
+    # Only the first claimer records an article as new.
+    assert dead.claim(KEY) and not live.claim(KEY) and live.claimant(KEY) == "dead"
+    assert live.by_digest("11" * 32).article_key == KEY
+    assert live.signature_updates("p", 0) == ([(KEY, b"\1" * 8)], 1)
+    assert live.recover() == {"articles_dropped": 1, "versions_dropped": 1, "pages_dropped": 1}
+    assert live.by_key(KEY) is None and live.by_digest("11" * 32) is None and live.page(KEY) is None
+    assert list(live.signatures("p")) == [] and live.claim(KEY)
+    # The live process's pending article stays; publishing it commits it.
+    assert live.by_key(OTHER).published is False
+    live.mark_published([OTHER])
+    assert live.by_key(OTHER).published is True
+
+
+def test_recover_worker_returns_the_urls_to_fetch_again(redis_url):  # noqa: F811
+    Redis.from_url(redis_url).flushdb()
+    dead = RedisState(redis_url, "dead")
+    dead.record(KEY, "123456", "11" * 32, 1)
+    dead.add_url(KEY, KEY)
+    dead.add_url(KEY.replace("//", "//m."), KEY)
+    dead.mark_published([KEY])
+    dead.record(KEY, "123456", "33" * 32, 2, previous_sha256="11" * 32)  # an update, never published
+    got = RedisState(redis_url, "peer").recover_worker("dead")
+    assert got["versions_dropped"] == 1 and got["articles_dropped"] == 0
+    assert got["urls"] == sorted([KEY, KEY.replace("//", "//m.")])
+    known = dead.by_key(KEY)
+    assert (known.version, known.content_sha256, known.published) == (1, "11" * 32, True)
