@@ -80,6 +80,22 @@ def summarize(stats: dict, run_id: str, store_url: str, written: list[str], mode
         "requests": requests,
         "pages_by_status": statuses,
         "robots_forbidden": stats.get("robotstxt/forbidden", 0),
+        # Requests refused by policy before connecting: robots.txt, off-site hosts,
+        # private/reserved addresses (SSRF guard, by reason), URLs over URLLENGTH_LIMIT.
+        "refused": {
+            "robots": stats.get("robotstxt/forbidden", 0),
+            "offsite": stats.get("offsite/filtered", 0),
+            "private_address": {k.rsplit("/", 1)[1]: v for k, v in stats.items() if k.startswith("ssrf/refused/")},
+            "url_too_long": stats.get("urllength/request_ignored_count", 0),
+        },
+        # Retries (RETRY_TIMES) and the requests given up on after the last one.
+        "retries": {
+            "count": stats.get("retry/count", 0),
+            "gave_up": stats.get("retry/max_reached", 0),
+            "by_reason": {k.split("/", 2)[2]: v for k, v in stats.items() if k.startswith("retry/reason_count/")},
+        },
+        # Pages kept with a warning (charset mismatch repaired, NFD text, bad JSON-LD …).
+        "warnings": {k.rsplit("/", 1)[1]: v for k, v in stats.items() if k.startswith("newsarchive/extract/warning/")},
         "incremental": {
             "article_urls_discovered": stats.get("newsarchive/discovery/article_urls", 0),
             "skipped_known": stats.get("newsarchive/incremental/skipped", 0),
