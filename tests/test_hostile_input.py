@@ -31,6 +31,13 @@ MAXSIZE = 2_000_000
 LONG = "/tin-" + "a" * 2200 + "-900030.html"
 VIET = "/tin-tức/bài-viết-tuyên-quang-900031.html"
 VIET_PCT = "/tin-t%E1%BB%A9c/b%C3%A0i-vi%E1%BA%BFt-900032.html"
+GZ_ONLY = "/kinh-te/nong-nghiep/ham-yen-cam-sanh-duoc-mua-duoc-gia-133807.html"  # listed only in the .xml.gz sitemap
+XXE_SECRET = "XXE-DRILL-SECRET-CONTENTS-7f3a"
+LAUGHS = "lol" * 10
+BOMB_XML = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+            + "".join(f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10))
+            + ']><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>https://baotuyenquang.com.vn/'
+              '&lol9;-900050.html</loc></url></urlset>')
 
 CASES = {
     "bomb": "/bom-nen-900001.html",
@@ -63,10 +70,29 @@ def build_site(root: Path) -> None:
     links = [SEED, OTHER, *CASES.values(), LONG, VIET, VIET_PCT,
              "javascript:void(0)", "data:text/html,<b>x</b>", "mailto:toasoan@baotuyenquang.com.vn", "tel:+842073822",
              "https://bảotuyênquang.vn/tin-900040.html", "https://xn--bo-tuyn-quang-5ib.vn/tin-900041.html"]
-    home = "<html><head><title>Báo Tuyên Quang</title></head><body>" + "".join(
+    home = ('<html><head><title>Báo Tuyên Quang</title><link rel="alternate" type="application/rss+xml" '
+            'href="/rss/bomb.rss"></head><body>') + "".join(
         f'<a href="{u}">link {i}</a>' for i, u in enumerate(links)) + "</body></html>"
     add("/", home.encode())
-    add("/robots.txt", b"User-agent: *\nDisallow: /admin/\n", headers={"Content-Type": "text/plain"})
+    robots = "User-agent: *\nDisallow: /admin/\n" + "".join(
+        f"Sitemap: {SITE}{p}\n" for p in ("/sitemap-bomb.xml", "/sitemap-xxe.xml", "/sitemap-self.xml"))
+    add("/robots.txt", robots.encode(), headers={"Content-Type": "text/plain"})
+    xml = {"Content-Type": "application/xml"}
+    add("/sitemap-bomb.xml", BOMB_XML.encode(), headers=xml)
+    secret = root / "xxe-secret.txt"
+    secret.write_text(XXE_SECRET)
+    add("/sitemap-xxe.xml", (f'<?xml version="1.0"?><!DOCTYPE urlset [<!ENTITY xxe SYSTEM "file://{secret}">]>'
+                             '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>'
+                             f'{SITE}/&xxe;-900051.html</loc></url></urlset>').encode(), headers=xml)
+    add("/sitemap-self.xml", ('<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                              f"<sitemap><loc>{SITE}/sitemap-self.xml</loc></sitemap>"
+                              f"<sitemap><loc>{SITE}/sitemap-news.xml.gz</loc></sitemap></sitemapindex>").encode(),
+        headers=xml)
+    add("/sitemap-news.xml.gz", gzip.compress(('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/'
+                                               f'sitemap/0.9"><url><loc>{SITE}{GZ_ONLY}</loc></url></urlset>').encode()),
+        headers={"Content-Type": "application/x-gzip"})
+    add(GZ_ONLY, (src / GZ_ONLY.lstrip("/")).read_bytes())
+    add("/rss/bomb.rss", BOMB_XML.replace("urlset", "rss").encode(), headers={"Content-Type": "application/rss+xml"})
     # Charset disagreement: UTF-8 bytes with a BOM, the header says ISO-8859-1 and the
     # meta windows-1252; the BOM is right (WHATWG: BOM wins).
     seed = (src / SEED.lstrip("/")).read_bytes().replace(b"charset=utf-8", b"charset=windows-1252")
@@ -130,7 +156,7 @@ def test_the_crawl_finishes_without_a_crash(hostile):
 def test_only_the_real_articles_are_published_and_equal_gold(hostile):
     _, base, _, _ = hostile
     got = {r["article_id"]: r for r in records(base, "dataset")}
-    assert sorted(got) == ["127836", "145540"]
+    assert sorted(got) == ["127836", "133807", "145540"]  # 133807: from the gzip-compressed sitemap only
     for aid, r in got.items():
         for field in ("title", "lead", "body", "authors", "published_at", "images", "tags"):
             assert r[field] == GOLD[aid][field], (aid, field)
@@ -195,3 +221,22 @@ def test_gzip_bomb_and_oversized_page_stop_at_maxsize_reported(hostile):
     assert SITE + CASES["big"] not in bodies  # cancelled before its body: no response to record
     # Nothing of either was published or quarantined as a page.
     assert not [r for r in records(base, "dataset") if r["url"] in (SITE + CASES["bomb"], SITE + CASES["big"])]
+
+
+def test_xml_bombs_and_external_entities_are_not_expanded_and_sitemaps_terminate(hostile):
+    proc, base, report, requests = hostile
+    paths = [r["path"] for r in requests]
+    # A sitemap index that lists itself is read once; the gzip sitemap it lists is read.
+    assert paths.count("/sitemap-self.xml") == 1 and paths.count("/sitemap-news.xml.gz") == 1
+    assert GZ_ONLY in paths
+    assert {"/sitemap-bomb.xml", "/sitemap-xxe.xml", "/rss/bomb.rss"} <= set(paths)  # all were read
+    # No URL made of an expanded entity was requested.
+    assert not [p for p in paths if LAUGHS in p or XXE_SECRET in p or p.endswith(("-900050.html", "-900051.html"))]
+    # The file behind the external entity was never read into anything the run wrote.
+    for path in [*base.joinpath("archive").rglob("*"), *base.joinpath("state").rglob("*"), base / "crawl.log"]:
+        if path.is_file():
+            data = path.read_bytes()
+            data = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data  # WARC: every member
+            assert XXE_SECRET.encode() not in data, path
+            assert (LAUGHS * 10).encode() not in data, path
+    assert XXE_SECRET not in proc.stderr + proc.stdout
