@@ -1,8 +1,9 @@
 """The drill table: every test marked ``@pytest.mark.drill("name")`` is one trial of
 the drill ``name``; its outcome and what it measured (records lost, records
-duplicated) are appended as one JSON line to ``test-artifacts/drills.jsonl`` and the
-table (drill, trials, passed, data lost, duplicates) is printed at the end of the
-session.
+duplicated) are kept as one row per trial, written as JSON lines to
+``test-artifacts/drills.jsonl`` and printed as a table (drill, trials, passed, data
+lost, duplicates) at the end of the session. Rows live in the session (not only in
+the file), so two pytest sessions running at once do not mix their tables.
 
 A drill test measures through the ``drill_trial`` fixture *before* it asserts::
 
@@ -24,6 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = ROOT / "test-artifacts" / "drills.jsonl"
 _KEY = pytest.StashKey["DrillTrial"]()
+_ROWS = pytest.StashKey[list]()
 
 
 @dataclass
@@ -56,9 +58,7 @@ def drill_trial(request) -> DrillTrial:
 
 
 def pytest_sessionstart(session):
-    # Only the rows of this session go into the table.
-    if ARTIFACT.exists():
-        ARTIFACT.unlink()
+    session.config.stash[_ROWS] = []
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -71,9 +71,7 @@ def pytest_runtest_makereport(item, call):
     trial = item.stash.get(_KEY, None) or DrillTrial(name, item.nodeid)
     trial.drill = name
     trial.passed = rep.passed
-    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-    with open(ARTIFACT, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(asdict(trial), ensure_ascii=False) + "\n")
+    item.config.stash.setdefault(_ROWS, []).append(asdict(trial))
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -104,11 +102,11 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not ARTIFACT.exists():
-        return
-    rows = [json.loads(line) for line in ARTIFACT.read_text(encoding="utf-8").splitlines() if line]
+    rows = terminalreporter.config.stash.get(_ROWS, [])
     if not rows:
         return
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    ARTIFACT.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     terminalreporter.section("failure drills")
     for line in table(rows):
         terminalreporter.write_line(line)
