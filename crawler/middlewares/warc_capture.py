@@ -484,7 +484,10 @@ class WarcCaptureMiddleware:
             "WARC files already closed are valid, free space and run again to finish",
             self.writer.directory, exc.strerror or exc, url,
         )
-        engine = getattr(self.crawler, "engine", None)
+        try:
+            engine = self.crawler.engine
+        except (AttributeError, RuntimeError):  # not crawling (Scrapy 2.19 raises before the engine exists)
+            engine = None
         if engine is not None:
             asyncio.ensure_future(engine.close_spider_async(reason="warc_disk_full"))
 
