@@ -7,7 +7,7 @@ CHROMIUM  := /usr/bin/chromium
 STORE  ?= archive
 STATE  ?= state
 
-.PHONY: install pywb chromium redis demo test eval bench clean
+.PHONY: install pywb chromium redis demo test drills eval bench clean
 
 install: $(VENV)/.installed
 
@@ -47,7 +47,12 @@ demo: install
 
 # Starts what the tests need (the replica and a moto S3 server, from pytest fixtures).
 test: install pywb chromium redis
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow_drill"
+
+# The failure drills (kills, store/disk/portal faults, hostile input), the slow ones
+# included; prints the table drill / trials / passed / data lost / duplicates.
+drills: install pywb redis
+	$(BIN)/python -m pytest -q -m "drill or slow_drill"
 
 # Extraction quality and speed against the replica's gold, beside trafilatura; fails
 # when a goal is missed (README "Extraction quality").

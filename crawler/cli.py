@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from crawler import __version__
+from crawler.logsafe import protect_log
 from crawler.report import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_STORE  # noqa: F401 (re-exported)
 
 #: Where a source checkout keeps the replica (tests/replica) and its data.
@@ -182,6 +183,7 @@ def _crawl_locked(args) -> int:
     previous = rep.previous_report(args.state_dir)
     started = time.time()
     process = CrawlerProcess(settings)  # LOG_INSTALL_ROOT_HANDLER (default True) logs to stderr or LOG_FILE
+    protect_log()  # no credentials in the log, even at DEBUG (crawler/logsafe.py)
     kwargs = {"site": args.site}
     if args.start_url:
         kwargs["start_urls"] = args.start_url

@@ -4,7 +4,8 @@ A crawl's facts come from Scrapy's stats plus newsarchive's own counters:
 ``newsarchive/errors/<kind>`` with up to :data:`MAX_EXAMPLES` URLs each in
 ``newsarchive/error_examples/<kind>`` (:func:`record_error`; kinds are ``http_<status>``
 for an HTTP error status, the exception's class name for a download failure,
-``redirect_loop``, ``spider_<Exception>`` and ``item_<Exception>``), the dedup outcomes
+``redirect_loop`` (a chain back into itself), ``redirect_limit`` (over REDIRECT_MAX_TIMES),
+``download_maxsize`` (a body over DOWNLOAD_MAXSIZE once decoded), ``spider_<Exception>`` and ``item_<Exception>``), the dedup outcomes
 and ``newsarchive/discovery/article_urls`` (distinct article URLs met).
 
 Exit codes (README, "Exit codes"): 0 success; 1 the crawl ran but failed its checks;
@@ -80,6 +81,22 @@ def summarize(stats: dict, run_id: str, store_url: str, written: list[str], mode
         "requests": requests,
         "pages_by_status": statuses,
         "robots_forbidden": stats.get("robotstxt/forbidden", 0),
+        # Requests refused by policy before connecting: robots.txt, off-site hosts,
+        # private/reserved addresses (SSRF guard, by reason), URLs over URLLENGTH_LIMIT.
+        "refused": {
+            "robots": stats.get("robotstxt/forbidden", 0),
+            "offsite": stats.get("offsite/filtered", 0),
+            "private_address": {k.rsplit("/", 1)[1]: v for k, v in stats.items() if k.startswith("ssrf/refused/")},
+            "url_too_long": stats.get("urllength/request_ignored_count", 0),
+        },
+        # Retries (RETRY_TIMES) and the requests given up on after the last one.
+        "retries": {
+            "count": stats.get("retry/count", 0),
+            "gave_up": stats.get("retry/max_reached", 0),
+            "by_reason": {k.split("/", 2)[2]: v for k, v in stats.items() if k.startswith("retry/reason_count/")},
+        },
+        # Pages kept with a warning (charset mismatch repaired, NFD text, bad JSON-LD …).
+        "warnings": {k.rsplit("/", 1)[1]: v for k, v in stats.items() if k.startswith("newsarchive/extract/warning/")},
         "incremental": {
             "article_urls_discovered": stats.get("newsarchive/discovery/article_urls", 0),
             "skipped_known": stats.get("newsarchive/incremental/skipped", 0),

@@ -76,6 +76,9 @@ DOWNLOADER_MIDDLEWARES = {
     # Above HttpCompressionMiddleware (590) and below Redirect (600) in response
     # order: sees the bytes as sent, and every redirect.
     "crawler.middlewares.warc_capture.WarcCaptureMiddleware": 650,
+    # Just before RedirectMiddleware (600): a redirect back into its own chain is a
+    # loop, reported (the dupefilter would drop it silently).
+    "crawler.middlewares.redirect_loop.RedirectLoopMiddleware": 610,
 }
 EXTENSIONS = {
     "crawler.extensions.warc_upload.WarcUploadExtension": 500,

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# The drill table (make drills): its hooks and the drill_trial fixture.
+from tests.drills.report import drill_trial, pytest_runtest_makereport, pytest_sessionstart, pytest_terminal_summary  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PORTAL = FIXTURES / "portal"

@@ -206,3 +206,35 @@ def test_crawl_into_moto_s3_gives_the_same_records(local_crawl, replica, moto_s3
     )["Body"].read()
     rec = next(iter(ArchiveIterator(io.BytesIO(blob))))
     assert rec.rec_headers.get_header("WARC-Target-URI") == seed["url"]
+
+
+def test_every_faults_md_fault_is_handled_and_counted_in_the_run_report(local_crawl):
+    """FAULTS.md section C/E, through the run report's fields only."""
+    _, _, state, requests = local_crawl
+    [report] = [json.loads(p.read_text()) for p in (state / "runs").glob("*.json")]
+    by_type = report["errors"]["by_type"]
+    errors = EXPECTED["errors"]
+    # F10 (deleted article) and F17 (missing sitemap): 404s reported with their URLs.
+    assert by_type["http_404"]["count"] == 2
+    assert sorted(by_type["http_404"]["examples"]) == sorted(errors["http_404"])
+    # F13: the loop is detected, stopped and reported under its first URL; no record.
+    [loop] = errors["redirect_loops"]
+    assert by_type["redirect_loop"] == {"count": 1, "examples": [loop["start"]]}
+    # F11: two 500s retried (RETRY_TIMES=2 is exactly enough); nothing given up on.
+    assert report["retries"] == {"count": 2, "gave_up": 0, "by_reason": {"500 Internal Server Error": 2}}
+    assert "http_500" not in by_type and report["pages_by_status"]["500"] == 2
+    # F15/F16: quarantined with their reasons.
+    assert report["articles"]["quarantine_reasons"] == {"empty_body": 1, "truncated_body": 1}
+    # F09 and the other pages kept with a warning.
+    assert report["warnings"]["charset_mismatch"] == 1
+    expected_warnings = {w["issue"] for w in EXPECTED["warnings_expected"]} - {"json_ld_headline_stale_in_v2"}  # v2: 2nd pass
+    assert expected_warnings <= set(report["warnings"])
+    # F31: the private-address links are off-site too, so the link extractor drops them
+    # before any request exists; the SSRF guard (counted in refused.private_address)
+    # had nothing to refuse, and nothing was asked of those hosts.
+    assert report["refused"]["private_address"] == {}
+    assert not {r["host"] for r in requests} & {"127.0.0.1", "10.0.0.1"}
+    # F32: robots.txt refusals counted; none of the disallowed paths was requested.
+    assert report["refused"]["robots"] == report["robots_forbidden"] > 0
+    assert not [r for r in requests if r["path"].startswith(("/tim-kiem/", "/admin/", "/Ajax/"))]
+    assert report["exit_code"] == 0 and report["failed_checks"] == []

@@ -134,8 +134,10 @@ def test_the_report_has_errors_by_type_with_example_urls(failing_crawl):
     assert by_type["http_500"] == {"count": 1, "examples": [F11]}
     assert by_type["http_404"]["count"] == 2
     assert sorted(by_type["http_404"]["examples"]) == sorted([F10, "https://baotuyenquang.com.vn/sitemap-2018.xml"])
-    # 404s are the site's content, not a failing crawl: one failure in all requests.
-    assert report["errors"]["error_rate"] == round(1 / report["requests"], 4)
+    assert by_type["redirect_loop"]["count"] == 1  # F13
+    # 404s are the site's content, not a failing crawl: two failures (F11's 500, the
+    # F13 loop) in all requests.
+    assert report["errors"]["error_rate"] == round(2 / report["requests"], 4)
     assert report["pages_by_status"]["500"] == 1
     assert report["articles"] == {
         "new": 24, "updated": 0, "duplicate": 7, "near_duplicate": 1, "quarantined": 2, "published": 25,

@@ -163,7 +163,8 @@ def spooled_records(state: Path) -> list[tuple]:
     return sorted(out)
 
 
-def test_store_outage_mid_crawl_spools_exits_3_and_the_next_run_publishes_each_record_once(drill):
+@pytest.mark.drill("store: outage mid-crawl, spool, republish")
+def test_store_outage_mid_crawl_spools_exits_3_and_the_next_run_publishes_each_record_once(drill, drill_trial):
     direct, forwarder, state = drill["direct"], drill["forwarder"], drill["state"]
     first = crawl(drill)
     deadline = time.monotonic() + 120
@@ -209,6 +210,8 @@ def test_store_outage_mid_crawl_spools_exits_3_and_the_next_run_publishes_each_r
                     zip(t.column("article_id").to_pylist(), t.column("version").to_pylist()))
     assert first_run in records and len(records) == 2
     everything = sorted(r for rs in records.values() for r in rs)
+    drill_trial.duplicates = len(everything) - len(set(everything))
+    drill_trial.lost = len(set(EXPECTED["article_ids"]) - {a for a, _ in everything})
     assert len(everything) == len(set(everything)), "a record was published twice"
     assert sorted({a for a, _ in everything}) == sorted(EXPECTED["article_ids"]), "an article is missing"
     # The first run's records are exactly those spooled plus those that reached the
@@ -229,7 +232,8 @@ def test_store_outage_mid_crawl_spools_exits_3_and_the_next_run_publishes_each_r
     assert {k: n for k, n in versions.items() if n != 1 and "/dataset/" in k} == {}
 
 
-def test_store_down_from_the_start_then_back(replica, moto_s3, tmp_path):
+@pytest.mark.drill("store: down from the start, spool, republish")
+def test_store_down_from_the_start_then_back(replica, moto_s3, tmp_path, drill_trial):
     """The store is unreachable before the crawl even starts: the run still crawls,
     spools everything and exits 3; the next run publishes it all."""
     client = s3_client(moto_s3)
@@ -259,6 +263,8 @@ def test_store_down_from_the_start_then_back(replica, moto_s3, tmp_path):
                 body = client.get_object(Bucket="late-store", Key=o["Key"])["Body"].read()
                 t = pq.read_table(pa.BufferReader(body))
                 ids += zip(t.column("article_id").to_pylist(), t.column("version").to_pylist())
+    drill_trial.duplicates = len(ids) - len(set(ids))
+    drill_trial.lost = len(set(EXPECTED["article_ids"]) - {i for i, _ in ids})
     assert len(ids) == len(set(ids))
     # The second pass may also bring the updated article's version 2 (F04).
     assert sorted(i for i, v in ids if v == 1) == sorted(EXPECTED["article_ids"])

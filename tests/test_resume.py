@@ -21,6 +21,7 @@ from tests.conftest import BIN, ROOT, crawl_args, load_expected, load_gold, news
 GOLD = load_gold()
 EXPECTED = load_expected()
 V1 = EXPECTED["updated_articles"][0]["v1"]
+pytestmark = pytest.mark.drill("process: kill at fixed points, resume")
 FAST = ["-s", "DOWNLOAD_DELAY=0", "-s", "LOG_LEVEL=INFO"]
 CONTENT = ("title", "lead", "body")
 GOLD_FIELDS = ("canonical_url", "section", "published_at", "authors", "source", "images", "tags", "language", *CONTENT)
@@ -38,7 +39,7 @@ def records_in(store, folder: str) -> list[dict]:
     [(signal.SIGKILL, 12), (signal.SIGTERM, 45), (signal.SIGKILL, 75)],
     ids=["sigkill-early", "sigterm-middle", "sigkill-late"],
 )
-def test_killed_crawl_resumes_without_loss_or_duplicates(replica, tmp_path, sig, after):
+def test_killed_crawl_resumes_without_loss_or_duplicates(replica, tmp_path, sig, after, drill_trial):
     store, state = tmp_path / "archive", tmp_path / "state"
     args = ["crawl", "--store", str(store), "--state-dir", str(state), *FAST]
     replica.reset()
@@ -79,6 +80,8 @@ def test_killed_crawl_resumes_without_loss_or_duplicates(replica, tmp_path, sig,
 
     records = records_in(store, "dataset")
     keys = [(r["article_id"], r["version"]) for r in records]
+    drill_trial.duplicates = len(keys) - len(set(keys))
+    drill_trial.lost = len(set(EXPECTED["article_ids"]) - {a for a, _ in keys})
     assert len(keys) == len(set(keys)), f"a record was published twice: {sorted(keys)}"
     assert len({r["content_sha256"] for r in records}) == len(records)
     latest = {}

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from crawler.cli import main
 from crawler.layout import warc_key
 from tests.conftest import ROOT, run_newsarchive
@@ -19,6 +21,7 @@ from tests.conftest import ROOT, run_newsarchive
 BIN = Path(sys.executable).parent
 
 
+@pytest.mark.drill("process: SIGKILL mid-WARC write, restart")
 def test_sigkill_mid_write_then_restart_recovers_everything(replica, tmp_path):
     store, state = tmp_path / "archive", tmp_path / "state"
     # Small files: some are closed and uploaded before the kill, one is being written.

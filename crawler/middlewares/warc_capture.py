@@ -128,6 +128,7 @@ item exists without its WARC record.
 from __future__ import annotations
 
 import asyncio
+import errno
 import http
 import inspect
 import logging
@@ -412,6 +413,7 @@ class WarcCaptureMiddleware:
         self.crawler = crawler
         self.stats = crawler.stats
         self.writer = writer
+        self._disk_full = False  # WARC folder full: the crawl is being stopped
         self.index = index
         self.revisits = revisits and index is not None
         self.metadata = metadata
@@ -466,6 +468,28 @@ class WarcCaptureMiddleware:
                 mw.stats.inc_value("warc/leftover_files", len(leftover))
         crawler.signals.connect(mw.spider_closed, signal=signals.spider_closed)
         return mw
+
+    def _stop_on_full_disk(self, exc: OSError, url: str) -> None:
+        """The WARC folder is full (or over quota / the file size limit): every
+        later page would fail the same way, so stop the crawl once, with a clear
+        message and finish reason ``warc_disk_full`` (exit code 1). The file being
+        written was rolled back to its last whole record; closed files are intact;
+        pages not archived were not extracted, so the next run fetches them again."""
+        self.stats.inc_value("warc/disk_full")
+        if self._disk_full:
+            return
+        self._disk_full = True
+        logger.error(
+            "WARC folder %s is full (%s) while archiving %s: stopping the crawl; "
+            "WARC files already closed are valid, free space and run again to finish",
+            self.writer.directory, exc.strerror or exc, url,
+        )
+        try:
+            engine = self.crawler.engine
+        except (AttributeError, RuntimeError):  # not crawling (Scrapy 2.19 raises before the engine exists)
+            engine = None
+        if engine is not None:
+            asyncio.ensure_future(engine.close_spider_async(reason="warc_disk_full"))
 
     # ------------------------------------------------------------ threading
     async def _in_writer_thread(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
@@ -630,10 +654,13 @@ class WarcCaptureMiddleware:
         meta = request.meta
         try:
             ptr, original, nbytes, nrecords = await self._in_writer_thread(self._write_job, kwargs, context)
-        except Exception:
+        except Exception as exc:
             self.stats.inc_value("warc/errors")
             meta.pop("warc", None)  # never leave a previous hop's pointer behind
-            logger.exception("WARC write failed for %s", response.url)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                self._stop_on_full_disk(exc, response.url)
+            else:
+                logger.exception("WARC write failed for %s", response.url)
             raise
         finally:
             await self._drain_closed()

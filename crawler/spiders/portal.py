@@ -184,12 +184,17 @@ class PortalSpider(scrapy.Spider):
         if failure.check(HttpError):
             kind = f"http_{failure.value.response.status}"
         elif failure.check(IgnoreRequest):
-            if "max redirections" not in str(failure.value):
+            message = str(failure.value)
+            if "max redirections" in message:
+                kind = "redirect_limit"  # a chain over REDIRECT_MAX_TIMES (a loop is redirect_loop)
+            elif "DOWNLOAD_MAXSIZE" in message:
+                kind = "download_maxsize"  # e.g. a gzip bomb, stopped while decompressing
+            else:
                 return
-            kind = "redirect_loop"
         else:
             kind = failure.type.__name__
-        record_error(self.crawler.stats, kind, request.url)
+        # A redirect chain is reported under the URL that started it.
+        record_error(self.crawler.stats, kind, (request.meta.get("redirect_urls") or [request.url])[0])
 
     def on_spider_error(self, failure, response, spider):
         record_error(self.crawler.stats, f"spider_{failure.type.__name__}", getattr(response, "url", None))
