@@ -63,6 +63,9 @@ DEFAULT_REQUEST_HEADERS = {
 # suffix lookup (tldextract) tries the network on first use.
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
+# Scrapy 2.19's remote control runs code sent to a local HTTP port (token-guarded);
+# a cron crawler needs no such door.
+REMOTE_CONTROL_ENABLED = False
 
 # --- components ----------------------------------------------------------------
 DOWNLOADER_MIDDLEWARES = {
