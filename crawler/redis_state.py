@@ -4,8 +4,8 @@ file. Keys (prefix ``newsarchive:state:``):
 
 * ``article:{key}`` hash — article_id, content_sha256, version, published_at,
   near_duplicate_of, first_seen, last_seen;
-* ``version:{key}:{n}`` hash — content_sha256, previous_sha256, minhash, minhash_params,
-  published (0/1), run_id, worker, recorded_at;
+* ``version:{key}:{n}`` hash — content_sha256, previous_sha256, near_duplicate_of, minhash,
+  minhash_params, published (0/1), run_id, worker, recorded_at;
 * ``urls:{key}`` set; ``digests`` hash (sha256 -> first key); ``claim:{key}`` (which
   process recorded the article first, :meth:`RedisState.claim`);
 * ``sigs:{params}`` hash (key -> current signature) and ``siglog:{params}`` list (keys in
@@ -91,15 +91,21 @@ class RedisState(State):
                 urls.update(self.urls_of(key))
                 top = int(art[b"version"])
                 kept = None
+                dropped: list[bytes] = []
                 for v in range(top, 0, -1):
                     ver = self.r.hgetall(self.k("version", key, str(v)))
                     if ver and ver.get(b"published") == b"0" and _s(ver.get(b"worker")) == worker:
                         self.r.delete(self.k("version", key, str(v)))
-                        self.r.hdel(self.k("digests"), _s(ver[b"content_sha256"]))
+                        dropped.append(ver[b"content_sha256"])
                         versions += 1
                     elif ver:
                         kept = (v, ver)
                         break
+                # A version that only added a near-duplicate link has its predecessor's
+                # digest: that one stays.
+                for sha in set(dropped) - ({kept[1][b"content_sha256"]} if kept else set()):
+                    if _s(self.r.hget(self.k("digests"), _s(sha))) == key:
+                        self.r.hdel(self.k("digests"), _s(sha))
                 if kept is None:
                     self.r.delete(self.k("article", key), self.k("urls", key), self.k("claim", key))
                     for params in self.r.smembers(self.k("sigparams")):
@@ -107,7 +113,10 @@ class RedisState(State):
                     articles += 1
                 else:
                     v, ver = kept
-                    self.r.hset(self.k("article", key), mapping={"version": v, "content_sha256": ver[b"content_sha256"]})
+                    restored = {"version": v, "content_sha256": ver[b"content_sha256"]}
+                    if b"near_duplicate_of" in ver:  # absent in versions written before the field
+                        restored["near_duplicate_of"] = ver[b"near_duplicate_of"]
+                    self.r.hset(self.k("article", key), mapping=restored)
                     if ver.get(b"minhash"):
                         params = _s(ver[b"minhash_params"])
                         self.r.hset(self.k("sigs", params), key, ver[b"minhash"])
@@ -160,17 +169,18 @@ class RedisState(State):
         now = _now()
         key = article_key
         old = self.r.hgetall(self.k("article", key))
-        art = {"content_sha256": content_sha256, "version": version, "last_seen": now}
+        art = {"content_sha256": content_sha256, "version": version, "last_seen": now,
+               "near_duplicate_of": near_duplicate_of or ""}
         if not old:
-            art.update(first_seen=now, article_id=article_id or "", published_at=published_at or "",
-                       near_duplicate_of=near_duplicate_of or "")
+            art.update(first_seen=now, article_id=article_id or "", published_at=published_at or "")
         else:
             if not old.get(b"article_id") and article_id:
                 art["article_id"] = article_id
             if published_at:
                 art["published_at"] = published_at
         ver = {"content_sha256": content_sha256, "previous_sha256": previous_sha256 or "", "published": 0,
-               "run_id": run_id or "", "worker": self.worker, "recorded_at": now}
+               "near_duplicate_of": near_duplicate_of or "", "run_id": run_id or "", "worker": self.worker,
+               "recorded_at": now}
         if minhash is not None:
             ver.update(minhash=minhash, minhash_params=minhash_params or "")
         pipe = self.r.pipeline(transaction=True)
@@ -186,7 +196,12 @@ class RedisState(State):
         pipe.execute()
 
     def set_near_duplicate_of(self, article_key: str, original_id: str | None) -> None:
-        self.r.hset(self.k("article", article_key), "near_duplicate_of", original_id or "")
+        version = self.r.hget(self.k("article", article_key), "version")
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.k("article", article_key), "near_duplicate_of", original_id or "")
+        if version is not None:
+            pipe.hset(self.k("version", article_key, _s(version)), "near_duplicate_of", original_id or "")
+        pipe.execute()
 
     def add_url(self, url: str, article_key: str) -> None:
         self.r.sadd(self.k("urls", article_key), url)

@@ -112,6 +112,8 @@ def summarize(stats: dict, run_id: str, store_url: str, written: list[str], mode
             "updated": stats.get("newsarchive/dedup/updated", 0),
             "duplicate": stats.get("newsarchive/dedup/duplicate", 0),
             "near_duplicate": stats.get("newsarchive/dedup/near_duplicate", 0),
+            # records republished with a near-duplicate link learned after they went out
+            "link_revisions": stats.get("newsarchive/dedup/near_duplicate_relinked", 0),
             "quarantined": stats.get("newsarchive/publish/quarantined", 0),
             "published": stats.get("newsarchive/publish/records", 0),
             # by reason (soft_404, no_title, unreadable_date …): extraction and validation
@@ -217,7 +219,8 @@ def print_summary(report: dict, out=sys.stderr) -> None:
         f"  pages fetched      {report['pages_fetched']}  by status {report['pages_by_status']}",
         f"  incremental        {inc['article_urls_discovered']} article URLs met, {inc['skipped_known']} known skipped, "
         f"{inc['rechecked']} re-checked ({inc['not_modified']} not modified)",
-        f"  articles stored    {a['published']} (new {a['new']}, updated {a['updated']}, near-duplicate {a['near_duplicate']})",
+        f"  articles stored    {a['published']} (new {a['new']}, updated {a['updated']}, near-duplicate {a['near_duplicate']}"
+        + (f", link revisions {a['link_revisions']})" if a.get("link_revisions") else ")"),
         f"  duplicates dropped {a['duplicate']}",
         f"  quarantined        {a['quarantined']}",
         f"  errors             rate {e['error_rate']:.1%}; spider {e['spider_exceptions']}, publish {e['publish_errors']}, "

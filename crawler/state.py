@@ -13,8 +13,9 @@ the article's record durable and calls :meth:`State.mark_published` with its key
 recorded but never marked published (it was killed before its batch was written), so
 that run's articles count as not known and are fetched and emitted again.
 
-The SQLite schema carries a version number (``PRAGMA user_version``). Version 1 (the
-first release) is migrated to version 2 in place, in one transaction; a database from
+The SQLite schema carries a version number (``PRAGMA user_version``). Older versions
+(1: the first release; 2: no per-version near-duplicate link) are migrated to version 3
+in place, in one transaction; a database from
 a newer release raises :class:`StateError` rather than being guessed at. Every public
 write is one transaction on a WAL journal: a crash mid-write leaves the last committed
 state (``synchronous=NORMAL``: a process crash loses nothing committed; a power cut may
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Schema version 1, as the first release created it (kept for the migration and its test).
 SCHEMA_V1 = """
@@ -89,6 +90,15 @@ CREATE INDEX pages_pending ON pages(pending) WHERE pending = 1;
 CREATE INDEX pages_article ON pages(article_key);
 INSERT INTO versions (article_key, version, content_sha256, published, recorded_at)
     SELECT article_key, version, content_sha256, 1, last_seen FROM articles;
+"""
+
+#: Version 2 -> 3: the near-duplicate link of each version, so that dropping an
+#: unpublished version (:meth:`State.recover`) restores the link its predecessor was
+#: published with (a link learned later is published as a version of its own).
+MIGRATE_V2_V3 = """
+ALTER TABLE versions ADD COLUMN near_duplicate_of TEXT;
+UPDATE versions SET near_duplicate_of = (SELECT a.near_duplicate_of FROM articles a
+    WHERE a.article_key = versions.article_key AND a.version = versions.version);
 """
 
 
@@ -160,10 +170,13 @@ class State(ABC):
                previous_sha256: str | None = None, published_at: str | None = None,
                near_duplicate_of: str | None = None, minhash: bytes | None = None,
                minhash_params: str | None = None, run_id: str | None = None) -> None:
-        """Store (or replace) ``version`` of the article, unpublished, in one transaction."""
+        """Store (or replace) ``version`` of the article, unpublished, in one transaction.
+        ``near_duplicate_of`` is that version's link (it replaces the article's)."""
 
     @abstractmethod
-    def set_near_duplicate_of(self, article_key: str, original_id: str | None) -> None: ...
+    def set_near_duplicate_of(self, article_key: str, original_id: str | None) -> None:
+        """Set the near-duplicate link of the article's current version (which must not
+        be published yet: a published record cannot change)."""
 
     @abstractmethod
     def add_url(self, url: str, article_key: str) -> None:
@@ -264,6 +277,10 @@ class SQLiteState(State):
             if version == 1:
                 for stmt in _statements(MIGRATE_V1_V2):
                     db.execute(stmt)
+                version = 2
+            if version == 2:
+                for stmt in _statements(MIGRATE_V2_V3):
+                    db.execute(stmt)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
@@ -289,7 +306,8 @@ class SQLiteState(State):
             articles_dropped = 0
             for key in keys:
                 row = db.execute(
-                    "SELECT version, content_sha256 FROM versions WHERE article_key=? ORDER BY version DESC LIMIT 1",
+                    "SELECT version, content_sha256, near_duplicate_of FROM versions WHERE article_key=? "
+                    "ORDER BY version DESC LIMIT 1",
                     (key,),
                 ).fetchone()
                 if row is None:
@@ -299,7 +317,8 @@ class SQLiteState(State):
                     articles_dropped += 1
                 else:
                     db.execute(
-                        "UPDATE articles SET version=?, content_sha256=? WHERE article_key=?", (row[0], row[1], key)
+                        "UPDATE articles SET version=?, content_sha256=?, near_duplicate_of=? WHERE article_key=?",
+                        (row[0], row[1], row[2], key),
                     )
                     db.execute(
                         "DELETE FROM digests WHERE article_key=? AND content_sha256 NOT IN "
@@ -348,22 +367,31 @@ class SQLiteState(State):
                 "published_at, near_duplicate_of) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(article_key) DO UPDATE SET "
                 "content_sha256=excluded.content_sha256, version=excluded.version, last_seen=excluded.last_seen, "
                 "article_id=coalesce(articles.article_id, excluded.article_id), "
-                "published_at=coalesce(excluded.published_at, articles.published_at)",
+                "published_at=coalesce(excluded.published_at, articles.published_at), "
+                "near_duplicate_of=excluded.near_duplicate_of",
                 (article_key, article_id, content_sha256, version, now, now, published_at, near_duplicate_of),
             )
             db.execute(
                 "INSERT INTO versions (article_key, version, content_sha256, previous_sha256, minhash, minhash_params, "
-                "published, run_id, recorded_at) VALUES (?,?,?,?,?,?,0,?,?) ON CONFLICT(article_key, version) DO UPDATE "
+                "published, run_id, recorded_at, near_duplicate_of) VALUES (?,?,?,?,?,?,0,?,?,?) "
+                "ON CONFLICT(article_key, version) DO UPDATE "
                 "SET content_sha256=excluded.content_sha256, minhash=coalesce(excluded.minhash, versions.minhash), "
                 "minhash_params=coalesce(excluded.minhash_params, versions.minhash_params), "
-                "run_id=excluded.run_id, recorded_at=excluded.recorded_at",
-                (article_key, version, content_sha256, previous_sha256, minhash, minhash_params, run_id, now),
+                "run_id=excluded.run_id, recorded_at=excluded.recorded_at, "
+                "near_duplicate_of=excluded.near_duplicate_of",
+                (article_key, version, content_sha256, previous_sha256, minhash, minhash_params, run_id, now,
+                 near_duplicate_of),
             )
             db.execute("INSERT OR IGNORE INTO digests VALUES (?,?)", (content_sha256, article_key))
 
     def set_near_duplicate_of(self, article_key: str, original_id: str | None) -> None:
         with self._tx() as db:
             db.execute("UPDATE articles SET near_duplicate_of=? WHERE article_key=?", (original_id, article_key))
+            db.execute(
+                "UPDATE versions SET near_duplicate_of=? WHERE article_key=? "
+                "AND version=(SELECT version FROM articles WHERE article_key=?)",
+                (original_id, article_key, article_key),
+            )
 
     def add_url(self, url: str, article_key: str) -> None:
         with self._tx() as db:

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 #: Bumped with :data:`crawler.layout.SCHEMA_MAJOR` on a breaking change; a new
 #: nullable field is a minor change (same ``v1/`` prefix).
-SCHEMA_VERSION = "1.0.0"  # = "x-schema-version" of schemas/article.schema.json
+SCHEMA_VERSION = "1.0.1"  # = "x-schema-version" of schemas/article.schema.json
 
 PUBLISHED_TZ = "+07:00"
 

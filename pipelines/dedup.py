@@ -21,9 +21,14 @@ Outcomes, written to ``item["dedup"]["status"]``:
 
 Which article of a near-duplicate pair is "the first": the one published earlier
 (``published_at``), whatever order the crawl met them in. When the earlier one is met
-after the later one's record went out (an earlier batch or run), the published record
-cannot change any more: the earlier one is then marked ``near_duplicate_of`` the later
-(archive order) and ``newsarchive/dedup/near_duplicate_order_inverted`` counts it.
+after the later one's record went out (an earlier batch or run), published records
+never change: the later article gets a *link revision*, a record of its own with
+``version`` n+1, the same content (``previous_sha256`` = ``content_sha256``) and
+``near_duplicate_of`` set, built from its published record (spool or store) and
+published in this run's next batch (``newsarchive/dedup/near_duplicate_relinked``).
+Only when that record cannot be read back (store unreachable) is the earlier article
+marked ``near_duplicate_of`` the later instead (archive order), with a warning and
+``newsarchive/dedup/near_duplicate_order_inverted``.
 
 The state is opened when the pipeline is built and exposed at once as
 ``crawler.newsarchive_state`` for the spider (incremental decisions), the page
@@ -164,14 +169,15 @@ class DedupPipeline:
             status = "duplicate"
             self._provisional.discard(key)
             sig = self.index.signature(item.get("title"), item.get("lead"), item.get("body"))
-            self._record(key, item, sha, known.version, sig=sig)
+            self._record(key, item, sha, known.version, sig=sig, near_duplicate_of=known.near_duplicate_of)
         elif own_page:
             status = "updated"
             item["version"] = known.version + 1
             item["previous_sha256"] = known.content_sha256
             item["near_duplicate_of"] = known.near_duplicate_of
             sig = self.index.signature(item.get("title"), item.get("lead"), item.get("body"))
-            self._record(key, item, sha, known.version + 1, sig=sig, previous=known.content_sha256)
+            self._record(key, item, sha, known.version + 1, sig=sig, previous=known.content_sha256,
+                         near_duplicate_of=known.near_duplicate_of)
         else:
             # Another URL of a known article shows different text (e.g. a stale
             # copy): it is not a new version of the article, only another address.
@@ -214,20 +220,61 @@ class DedupPipeline:
             return root.near_duplicate_of or root.article_id
         # ``item`` is older than every known copy: it is the original, if the copies'
         # records can still be marked.
+        mine_id = item.get("article_id")
         buffered = self._buffered_records()
-        if not all(c.article_key in buffered or self._peer_holds(c) for c in candidates):
-            self.stats.inc_value("newsarchive/dedup/near_duplicate_order_inverted")
-            return root.article_id
+        published = {}
         for c in candidates:
-            self.state.set_near_duplicate_of(c.article_key, item.get("article_id"))
+            if c.article_key in buffered or self._peer_holds(c) or c.near_duplicate_of == mine_id:
+                continue
+            record = self._published_record(c)
+            if record is None:
+                logger.warning("near-duplicate %s is older than %s, whose published record cannot be read "
+                               "back: %s is marked near_duplicate_of %s instead", mine_id, c.article_id,
+                               mine_id, root.article_id)
+                self.stats.inc_value("newsarchive/dedup/near_duplicate_order_inverted")
+                return root.article_id
+            published[c.article_key] = record
+        for c in candidates:
+            if c.near_duplicate_of == mine_id:
+                continue  # linked already (e.g. by a run that stopped before this one's record went out)
+            if c.article_key in published:
+                self._relink(c, published[c.article_key], mine_id)
+                continue
+            self.state.set_near_duplicate_of(c.article_key, mine_id)
             if c.article_key in buffered:
-                buffered[c.article_key]["near_duplicate_of"] = item.get("article_id")
+                buffered[c.article_key]["near_duplicate_of"] = mine_id
             else:
-                self._peer_holds(c, {"near_duplicate_of": item.get("article_id")})
+                self._peer_holds(c, {"near_duplicate_of": mine_id})
             if not c.near_duplicate_of:  # it was counted as new: it is a near-duplicate now
                 self.stats.inc_value("newsarchive/dedup/new", -1)
                 self.stats.inc_value("newsarchive/dedup/near_duplicate")
         return None
+
+    def _published_record(self, known) -> dict | None:
+        """The published record of ``known``'s current version (from the spool or the
+        store), or None when it cannot be read."""
+        publisher = getattr(self.crawler, "newsarchive_publisher", None)
+        find = getattr(publisher, "published_record", None)
+        if find is None or not known.article_id:
+            return None
+        return find(known.article_id, known.version, known.published_at)
+
+    def _relink(self, known, record: dict, original_id: str) -> None:
+        """Publish a link revision of ``known`` (see module docstring): version n+1,
+        same content, ``near_duplicate_of`` = ``original_id``."""
+        revision = dict(record, version=known.version + 1, previous_sha256=known.content_sha256,
+                        near_duplicate_of=original_id, run_id=self.run_id)
+        sig = self.index.signatures.get(known.article_key)
+        self.state.record(
+            known.article_key, known.article_id, known.content_sha256, known.version + 1,
+            previous_sha256=known.content_sha256, published_at=known.published_at,
+            near_duplicate_of=original_id, minhash=self.index.to_bytes(sig) if sig is not None else None,
+            minhash_params=self.index.params, run_id=self.run_id,
+        )
+        self.crawler.newsarchive_publisher.add_revision(known.article_key, revision)
+        self.stats.inc_value("newsarchive/dedup/near_duplicate_relinked")
+        logger.info("near-duplicate link learned late: %s v%d is published again with near_duplicate_of %s",
+                    known.article_id, known.version + 1, original_id)
 
     def _peer_holds(self, known, update: dict | None = None) -> bool:
         """Distributed crawl: True when another live process buffers ``known``'s

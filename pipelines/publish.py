@@ -31,6 +31,7 @@ import asyncio
 import logging
 import os
 import time
+from itertools import chain
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,8 +39,9 @@ from pathlib import Path
 from scrapy.utils.defer import deferred_from_coro
 from twisted.internet import reactor, task
 
-from crawler.dataset.batches import build_batch
+from crawler.dataset.batches import build_batch, published_date
 from crawler.dataset.publisher import DatasetPublisher, DrainResult, RunFinalized
+from crawler.dataset.reader import find_record, partition_objects
 from crawler.dataset.spool import Spool, SpoolError
 from crawler.items import INTERNAL_FIELDS, ArticleItem, QuarantineItem
 from crawler.store import StoreError, open_store, store_options
@@ -237,6 +239,32 @@ class PublishPipeline:
             self.stats.inc_value("newsarchive/publish/duplicate_of_published")
             return
         self._merge(key, record, rank, item)
+
+    def add_revision(self, key: str, record: dict) -> None:
+        """Buffer a record the dedup stage built from an already published one (a
+        near-duplicate link revision): it goes out with the next batch."""
+        self.records[key] = record
+        self.page_rank[key] = CANONICAL
+
+    def published_record(self, article_id: str, version: int, published_at: str | None) -> dict | None:
+        """The published record (this site, ``article_id``, ``version``), looked up in
+        the spool (batches not in the store yet) then in the store's partition of
+        ``published_at``'s date; None when absent or unreadable (logged)."""
+        day = published_date({"published_at": published_at})
+        spooled = []
+        if self.spool is not None:
+            for pending in self.spool.pending():
+                try:
+                    spooled.extend(pending.data(e) for e in pending.entries
+                                   if e["kind"] == "dataset" and e["format"] == "jsonl.gz"
+                                   and e["published_date"] == day)
+                except OSError:
+                    continue  # committed meanwhile by the upload worker: it is in the store now
+        try:
+            return find_record(chain(spooled, partition_objects(self.store, day)), self.site, article_id, version)
+        except (StoreError, OSError, ValueError) as exc:
+            logger.warning("cannot read back the published record of %s v%d: %s", article_id, version, exc)
+            return None
 
     def _merge(self, key: str, record: dict, rank: int, page) -> None:
         """Merge a duplicate page (item or record dict) into the buffered ``record``."""

@@ -98,7 +98,7 @@ def test_parquet_is_deterministic_and_round_trips_the_schema():
     assert a == b
     back = pq.read_table(pa.BufferReader(a))
     assert schema_differences(back.schema) == []
-    assert back.schema.metadata[b"newsarchive.schema"] == b"article/1.0.0"
+    assert back.schema.metadata[b"newsarchive.schema"] == b"article/1.0.1"
     assert pq.ParquetFile(pa.BufferReader(a)).metadata.row_group(0).column(0).compression == "ZSTD"
     assert back.to_pylist() == table.to_pylist()
 

@@ -9,11 +9,16 @@ import asyncio
 import pytest
 from scrapy.statscollectors import MemoryStatsCollector
 
+from crawler.dataset.publisher import DatasetPublisher
+from crawler.dataset.reader import jsonl_records, latest_versions, load_manifests, verify
+from crawler.dataset.spool import Spool
 from crawler.items import ArticleItem, content_sha256
 from crawler.sites import get_profile
+from crawler.store import LocalStore
 from pipelines.dedup import DedupPipeline
 from pipelines.publish import PublishPipeline
 from tests.conftest import load_gold
+from tests.test_arrow_schema import record_today
 
 CANON = "https://baotuyenquang.com.vn/chinh-tri/thoi-su/chuan-bi-chu-dao-dai-hoi-dang-bo-cap-co-so-nhiem-ky-2020-2025-132450.html"
 ALIASES = [
@@ -185,14 +190,104 @@ def test_the_earlier_article_met_later_in_the_same_batch_becomes_the_original(tm
     assert (crawler.stats.get_value("newsarchive/dedup/new"), crawler.stats.get_value("newsarchive/dedup/near_duplicate")) == (1, 1)
 
 
-def test_the_earlier_article_met_after_the_later_was_published_points_at_it(tmp_path):
-    """The published record cannot change: archive order decides, and it is counted."""
+def test_without_the_published_record_the_earlier_article_points_at_the_later(tmp_path):
+    """Fallback only (no publisher to read the later record back from): archive order
+    decides, and it is counted."""
     dedup, stats = open_pipeline(tmp_path)
     later = dedup.process_item(gold_item("157890"))
     dedup.state.mark_published([later["dedup"]["article_key"]])
     earlier = dedup.process_item(gold_item("146233"))
     assert earlier["near_duplicate_of"] == "157890"
     assert stats.get_value("newsarchive/dedup/near_duplicate_order_inverted") == 1
+
+
+def full_item(article_id: str, run_id: str) -> ArticleItem:
+    """A gold article as the spider of run ``run_id`` yields it, with every published field."""
+    g = GOLD[article_id]
+    sha = content_sha256(g["title"], g["lead"], g["body"])
+    rec = record_today(**{k: g[k] for k in ("canonical_url", "section", "title", "lead", "body", "authors",
+                                             "source", "published_at", "images", "tags", "language")},
+                       article_id=article_id, url=g["canonical_url"], urls=[g["canonical_url"]],
+                       content_sha256=sha)
+    for name in ("site", "urls", "version", "previous_sha256"):
+        rec.pop(name)
+    return ArticleItem(**dict(rec, run_id=run_id))
+
+
+def crawl_run(tmp_path, run_id: str):
+    """The dedup and publish stages of one run over one state folder and one store,
+    wired as in a crawl (publisher and state reachable from the crawler)."""
+    from scrapy.settings import Settings
+
+    crawler = _Crawler(tmp_path / "state")
+    crawler.settings = Settings({"NEWSARCHIVE_STATE_DIR": str(tmp_path / "state"), "NEWSARCHIVE_RUN_ID": run_id})
+    dedup = DedupPipeline.from_crawler(crawler)
+    publisher = PublishPipeline(LocalStore(tmp_path / "archive"), run_id, 500, "baotuyenquang", crawler.stats,
+                                crawler=crawler, spool_dir=tmp_path / "state" / "spool")
+    crawler.newsarchive_publisher = publisher
+    publisher.spool = Spool(publisher.spool_dir)
+    publisher.publisher = DatasetPublisher(publisher.store, publisher.spool)
+    publisher.batch = publisher.spool.start_run(run_id, "2026-11-29T10:00:00+00:00")
+    dedup.open_spider()
+    return dedup, publisher, crawler.stats
+
+
+def test_the_earlier_article_met_in_a_later_run_gets_the_later_one_a_link_revision(tmp_path):
+    """The republication (2022) went out in run 1 without a link; run 2 meets the
+    original (2021): the original is not marked, and the republication is published
+    again as version 2 with the same content and near_duplicate_of set."""
+    dedup, publisher, _ = crawl_run(tmp_path, "run1")
+    publisher.process_item(dedup.process_item(full_item("157890", "run1")))
+    asyncio.run(publisher.close_spider())
+    dedup.close_spider()
+
+    dedup, publisher, stats = crawl_run(tmp_path, "run2")
+    original = dedup.process_item(full_item("146233", "run2"))
+    assert (original["dedup"]["status"], original["near_duplicate_of"]) == ("new", None)
+    later_key = GOLD["157890"]["canonical_url"]
+    known = dedup.state.by_key(later_key)
+    assert (known.version, known.near_duplicate_of, known.published) == (2, "146233", False)
+    publisher.process_item(original)
+    asyncio.run(publisher.close_spider())
+    assert dedup.state.by_key(later_key).published
+
+    store = LocalStore(tmp_path / "archive")
+    assert not verify(store).problems
+    table, _ = latest_versions(store)
+    latest = {r["article_id"]: r for r in table.to_pylist()}
+    assert {a: r["near_duplicate_of"] for a, r in latest.items()} == {"146233": None, "157890": "146233"}
+    first, second = sorted((r for m in load_manifests(store) for e in m["objects"]
+                            if e["format"] == "jsonl.gz" for r in jsonl_records(store.get_bytes(e["key"]))
+                            if r["article_id"] == "157890"), key=lambda r: r["version"])
+    sha = content_sha256(GOLD["157890"]["title"], GOLD["157890"]["lead"], GOLD["157890"]["body"])
+    assert (first["version"], first["near_duplicate_of"], first["run_id"]) == (1, None, "run1")
+    assert (second["version"], second["previous_sha256"], second["content_sha256"], second["run_id"]) == (
+        2, sha, sha, "run2")
+    assert {k: v for k, v in second.items() if k not in ("version", "previous_sha256", "near_duplicate_of",
+                                                         "run_id")} == {
+        k: v for k, v in first.items() if k not in ("version", "previous_sha256", "near_duplicate_of", "run_id")}
+    assert stats.get_value("newsarchive/dedup/near_duplicate_relinked") == 1
+    assert stats.get_value("newsarchive/dedup/near_duplicate_order_inverted") is None
+
+
+def test_a_link_revision_lost_with_a_killed_run_is_made_again(tmp_path):
+    """Killed before the revision's batch: recovery restores version 1 without the
+    link, and the next run, meeting the original again, relinks it."""
+    dedup, publisher, _ = crawl_run(tmp_path, "run1")
+    publisher.process_item(dedup.process_item(full_item("157890", "run1")))
+    asyncio.run(publisher.close_spider())
+    dedup.close_spider()
+    dedup, publisher, _ = crawl_run(tmp_path, "run2")
+    dedup.process_item(full_item("146233", "run2"))  # then killed: nothing flushed
+    dedup.close_spider()
+
+    dedup, publisher, stats = crawl_run(tmp_path, "run3")
+    later = dedup.state.by_key(GOLD["157890"]["canonical_url"])
+    assert (later.version, later.near_duplicate_of, later.published) == (1, None, True)
+    assert dedup.state.by_key(GOLD["146233"]["canonical_url"]) is None
+    dedup.process_item(full_item("146233", "run3"))
+    assert stats.get_value("newsarchive/dedup/near_duplicate_relinked") == 1
+    assert publisher.records[GOLD["157890"]["canonical_url"]]["version"] == 2
 
 
 def test_a_republication_in_a_later_run_is_caught_from_the_stored_signatures(tmp_path):

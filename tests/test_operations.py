@@ -47,12 +47,37 @@ def test_two_runs_started_together_one_works_the_other_exits_75_at_once(replica,
     loser, elapsed = first_exit
     winner = next(p for p in procs if p is not loser)
     assert loser.returncode == EXIT_LOCKED == 75
-    assert elapsed < 1.0, f"the second run took {elapsed:.2f} s to give up"
+    # No timing assertion (a loaded CI machine makes any bound flaky): giving up "at
+    # once" means not waiting for the lock, which the next test shows; here the loser
+    # is out while the winner still works. Seen: about 0.5 s, most of it Python start-up.
+    print(f"second run gave up after {elapsed:.2f} s")
     assert winner.poll() is None, "the loser must give up while the winner still works"
     message = loser.stderr.read().strip()
     assert message == f"newsarchive: another run (pid {winner.pid}) holds {tmp_path / 'state' / 'lock'}; exiting"
     assert "\n" not in message
     assert winner.wait(timeout=300) == EXIT_OK, winner.stderr.read()[-3000:]
+
+
+def test_a_run_does_not_wait_for_a_held_lock(tmp_path):
+    """The lock is tried without blocking: with the lock held for good by another
+    process, the crawl still exits 75 (a blocking lock would hang until the guard)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    holder = subprocess.Popen(
+        [str(BIN / "python"), "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); print('held', flush=True); "
+         "time.sleep(600)", str(state / "lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = subprocess.run([str(BIN / "newsarchive"), "crawl", "--store", str(tmp_path / "archive"),
+                               "--state-dir", str(state)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)  # a hang guard, not a speed target
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == EXIT_LOCKED
+    assert proc.stderr.strip() == f"newsarchive: another run (pid {holder.pid}) holds {state / 'lock'}; exiting"
+    assert not (tmp_path / "archive").exists()
 
 
 # ---------------------------------------------------------------- exit code 2
@@ -140,7 +165,8 @@ def test_the_report_has_errors_by_type_with_example_urls(failing_crawl):
     assert report["errors"]["error_rate"] == round(2 / report["requests"], 4)
     assert report["pages_by_status"]["500"] == 1
     assert report["articles"] == {
-        "new": 24, "updated": 0, "duplicate": 7, "near_duplicate": 1, "quarantined": 2, "published": 25,
+        "new": 24, "updated": 0, "duplicate": 7, "near_duplicate": 1, "link_revisions": 0, "quarantined": 2,
+        "published": 25,
         "quarantine_reasons": {"empty_body": 1, "truncated_body": 1},
     }
     assert report["warc_files"] and all(k.startswith("warc/") for k in report["warc_files"])

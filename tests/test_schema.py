@@ -67,7 +67,7 @@ def seed_record() -> dict:
 def test_schema_is_valid_2020_12_and_versioned() -> None:
     Draft202012Validator.check_schema(SCHEMA)
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert re.fullmatch(r"\d+\.\d+\.\d+", SCHEMA_VERSION) and SCHEMA_VERSION == "1.0.0"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", SCHEMA_VERSION) and SCHEMA_VERSION == "1.0.1"
     assert SCHEMA_ID.endswith("/" + SCHEMA_VERSION)
     assert all(SCHEMA["properties"][f].get("description") for f in RECORD_FIELDS)
 

@@ -35,7 +35,7 @@ def test_a_version_1_state_is_migrated_in_place(tmp_path):
     path = tmp_path / "state.sqlite"
     make_v1(path)
     state = SQLiteState(path)
-    assert state.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert state.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     known = state.by_key(KEY)
     # What version 1 knew is kept, and counts as published (it ran before the protocol).
     assert (known.article_id, known.content_sha256, known.version, known.published) == ("123456", "aa" * 32, 2, True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -41,6 +42,29 @@ def read_parquet(store: Store, key: str) -> pa.Table:
 def jsonl_records(data: bytes) -> list[dict]:
     """Records of a gzip JSON Lines object. Raises ValueError / OSError (bad gzip)."""
     return [json.loads(line) for line in gzip.decompress(data).decode("utf-8").splitlines() if line]
+
+
+def partition_objects(store: Store, published_date: str) -> Iterator[bytes]:
+    """The JSON Lines objects of one ``published_date`` partition in the store,
+    newest key last, manifest or not (a run in progress has none yet). Lazy: each
+    object is read when the caller asks for it. Raises StoreError."""
+    prefix = f"{DATASET_PREFIX}published_date={published_date}/"
+    for key in sorted(store.list(prefix)):
+        info = parse_dataset_key(key)
+        if info is not None and info["format"] == "jsonl.gz":
+            yield store.get_bytes(key)
+
+
+def find_record(objects: Iterable[bytes], site: str, article_id: str, version: int) -> dict | None:
+    """The record (``site``, ``article_id``, ``version``) in the first of ``objects``
+    (gzip JSON Lines blobs) that holds it, or None. Raises ValueError / OSError on a
+    corrupt object."""
+    for data in objects:
+        for record in jsonl_records(data):
+            if (record.get("article_id") == article_id and record.get("version") == version
+                    and record.get("site") == site):
+                return record
+    return None
 
 
 @dataclass
