@@ -75,6 +75,7 @@ def test_random_sigkill_then_resume_equals_gold(replica, tmp_path, trial, after,
         if aid == "185230" and r["title"] == V1["title"]:
             gold.update({"title": V1["title"], "body": V1["body"]})  # F04: v1 or v2 by where the kill fell
         assert {f: r[f] for f in GOLD_FIELDS} == {f: gold[f] for f in GOLD_FIELDS}, aid
+    assert {a: r["near_duplicate_of"] for a, r in latest.items() if r["near_duplicate_of"]} == {"157890": "146233"}
     quarantined = sorted((q["url"], q["reason"]) for q in records_in(store, "quarantine"))
     assert quarantined == sorted((q["url"], q["reason"]) for q in EXPECTED["quarantine"])
 

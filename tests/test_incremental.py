@@ -227,8 +227,8 @@ def test_the_first_run_stores_the_gold_articles_once(runs):
     assert sorted(r["article_id"] for r in records) == sorted(EXPECTED["article_ids"])
     assert {r["version"] for r in records} == {1}
     assert report_of(state, "run1")["articles"] == {
-        "new": 25, "updated": 0, "duplicate": 7, "near_duplicate": 1, "quarantined": 2, "published": 26,
-        "quarantine_reasons": {"empty_body": 1, "truncated_body": 1},
+        "new": 25, "updated": 0, "duplicate": 7, "near_duplicate": 1, "link_revisions": 0, "quarantined": 2,
+        "published": 26, "quarantine_reasons": {"empty_body": 1, "truncated_body": 1},
     }
 
 
