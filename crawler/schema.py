@@ -39,8 +39,9 @@ __all__ = [
     "quarantine_reason",
 ]
 
-#: ``schemas/article.schema.json`` of the source tree.
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "article.schema.json"
+#: The schema file, shipped inside the package (``schemas/article.schema.json`` at the
+#: repository root links to it), so a non-editable install finds it too.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "article.schema.json"
 SCHEMA: dict = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 #: Semantic version of the record schema (``x-schema-version``), e.g. ``"1.0.0"``.
 SCHEMA_VERSION: str = SCHEMA["x-schema-version"]
