@@ -42,6 +42,18 @@ def quarantine_item(item: ArticleItem, violations: list[Violation]) -> Quarantin
     )
 
 
+def _judge(stats, item: ArticleItem, violations, ok: str, quarantined: str):
+    """``item`` when there are no ``violations`` (stat ``ok``), else its quarantine
+    item (stats ``quarantined`` and the reason's)."""
+    if not violations:
+        stats.inc_value(f"newsarchive/validate/{ok}")
+        return item
+    out = quarantine_item(item, violations)
+    stats.inc_value(f"newsarchive/validate/{quarantined}")
+    stats.inc_value(f"newsarchive/validate/quarantine/{out['reason']}")
+    return out
+
+
 class ValidatePipeline:
     """Turns an :class:`ArticleItem` that breaks the schema (dedup's fields aside) into a
     :class:`QuarantineItem`. Stats: ``newsarchive/validate/ok``,
@@ -57,14 +69,7 @@ class ValidatePipeline:
     def process_item(self, item):
         if not isinstance(item, ArticleItem):
             return item
-        violations = validation_errors(item)
-        if not violations:
-            self.stats.inc_value("newsarchive/validate/ok")
-            return item
-        quarantined = quarantine_item(item, violations)
-        self.stats.inc_value("newsarchive/validate/quarantined")
-        self.stats.inc_value(f"newsarchive/validate/quarantine/{quarantined['reason']}")
-        return quarantined
+        return _judge(self.stats, item, validation_errors(item), "ok", "quarantined")
 
 
 class RecordGatePipeline:
@@ -89,11 +94,4 @@ class RecordGatePipeline:
             return item
         record = record_of(item)
         record.setdefault("site", self.site)  # the publisher stamps the site
-        violations = validate_record(record)
-        if not violations:
-            self.stats.inc_value("newsarchive/validate/record_ok")
-            return item
-        quarantined = quarantine_item(item, violations)
-        self.stats.inc_value("newsarchive/validate/record_quarantined")
-        self.stats.inc_value(f"newsarchive/validate/quarantine/{quarantined['reason']}")
-        return quarantined
+        return _judge(self.stats, item, validate_record(record), "record_ok", "record_quarantined")
