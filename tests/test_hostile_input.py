@@ -277,3 +277,19 @@ def test_xml_bombs_and_external_entities_are_not_expanded_and_sitemaps_terminate
             assert XXE_SECRET.encode() not in data, path
             assert (LAUGHS * 10).encode() not in data, path
     assert XXE_SECRET not in proc.stderr + proc.stdout
+
+
+def test_reprocess_drops_the_truncated_records_as_the_crawl_did(hostile, tmp_path):
+    # Replayed from the WARC (default DOWNLOAD_MAXSIZE, 32 MiB: the 2 MB prefixes fit),
+    # a record marked WARC-Truncated: length is still an oversized page, not an article.
+    _, base, _, _ = hostile
+    store = tmp_path / "again"
+    proc = run_newsarchive(["reprocess", "--warc", str(base / "archive" / "warc"), "--store", str(store),
+                            "--run-id", "R1"], "http://127.0.0.1:9", timeout=180)
+    report = json.loads((store / "runs" / "R1" / "report.json").read_text())
+    assert report["finish_reason"] == "finished", proc.stderr[-3000:]
+    maxsize = report["errors"]["by_type"]["download_maxsize"]
+    assert sorted(maxsize["examples"]) == sorted(SITE + CASES[c] for c in ("bomb", "big", "big_stream"))
+    ids = sorted(r["article_id"] for p in sorted((store / "dataset").rglob("*.jsonl.gz"))
+                 for r in read_jsonl_gz(p.read_bytes()))
+    assert ids == ["127836", "133807", "145540"]
