@@ -63,6 +63,7 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.bufferedreaders import ChunkedDataReader
 
 from crawler.layout import warc_key
+from crawler.middlewares.maxsize import TRUNCATED_META
 from crawler.middlewares.warc_capture import target_uri
 from crawler.store import LocalStore, S3Store, Store, StoreError, open_store
 
@@ -350,7 +351,7 @@ def read_exchange(store: Store, key: str, offset: int, length: int) -> dict:
 
 
 #: WARC-Truncated reason → the Scrapy response flag it was recorded from.
-_TRUNCATED_FLAGS = {"disconnect": "dataloss", "unspecified": "download_stopped"}
+_TRUNCATED_FLAGS = {"disconnect": "dataloss", "unspecified": "download_stopped", "length": "download_stopped"}
 
 
 class WarcReplayHandler(BaseDownloadHandler):
@@ -441,6 +442,9 @@ class WarcReplayHandler(BaseDownloadHandler):
             headers.appendlist(name, value)
         body = exchange["body"]
         flags = [_TRUNCATED_FLAGS.get(exchange["truncated"], "dataloss")] if exchange["truncated"] else []
+        if exchange["truncated"] == "length":
+            # Cut at DOWNLOAD_MAXSIZE when crawled: dropped and reported as the crawl did.
+            request.meta[TRUNCATED_META] = len(body)
         ip = None
         if exchange["ip_address"]:
             try:

@@ -5,7 +5,7 @@ A crawl's facts come from Scrapy's stats plus newsarchive's own counters:
 ``newsarchive/error_examples/<kind>`` (:func:`record_error`; kinds are ``http_<status>``
 for an HTTP error status, the exception's class name for a download failure,
 ``redirect_loop`` (a chain back into itself), ``redirect_limit`` (over REDIRECT_MAX_TIMES),
-``download_maxsize`` (a body over DOWNLOAD_MAXSIZE once decoded), ``spider_<Exception>`` and ``item_<Exception>``), the dedup outcomes
+``download_maxsize`` (a body over DOWNLOAD_MAXSIZE as received or once decoded), ``spider_<Exception>`` and ``item_<Exception>``), the dedup outcomes
 and ``newsarchive/discovery/article_urls`` (distinct article URLs met).
 
 Exit codes (README, "Exit codes"): 0 success; 1 the crawl ran but failed its checks;

@@ -79,6 +79,9 @@ DOWNLOADER_MIDDLEWARES = {
     # Above HttpCompressionMiddleware (590) and below Redirect (600) in response
     # order: sees the bytes as sent, and every redirect.
     "crawler.middlewares.warc_capture.WarcCaptureMiddleware": 650,
+    # Just after WARC capture in response order: a body stopped at DOWNLOAD_MAXSIZE is
+    # archived (WARC-Truncated: length), then dropped before anything parses it.
+    "crawler.middlewares.maxsize.MaxsizeTruncationMiddleware": 645,
     # Just before RedirectMiddleware (600): a redirect back into its own chain is a
     # loop, reported (the dupefilter would drop it silently).
     "crawler.middlewares.redirect_loop.RedirectLoopMiddleware": 610,

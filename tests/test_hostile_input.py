@@ -5,8 +5,9 @@ every other page in the quarantine with its reason or in the run report under an
 error kind with its URL — never a crash, never a silent loss, never a fetch it must
 not make.
 
-Cases: a gzip bomb (small compressed, huge expanded) and an oversized page (stop at
-DOWNLOAD_MAXSIZE); binary bytes at an ``.html`` URL; malformed and truncated HTML;
+Cases: a gzip bomb (small compressed, huge expanded) and two oversized pages, one with
+its ``Content-Length`` and one streamed without (stop at DOWNLOAD_MAXSIZE; the bytes
+received are archived with ``WARC-Truncated: length``); binary bytes at an ``.html`` URL; malformed and truncated HTML;
 BOM / header / meta charset disagreement; non-ASCII bytes in HTTP headers; an empty
 200; a soft-404; javascript:/data:/mailto:/tel: links; an IDN host; raw and
 percent-encoded Vietnamese paths; a URL over URLLENGTH_LIMIT; a redirect chain over
@@ -31,6 +32,7 @@ MAXSIZE = 2_000_000
 LONG = "/tin-" + "a" * 2200 + "-900030.html"
 VIET = "/tin-tức/bài-viết-tuyên-quang-900031.html"
 VIET_PCT = "/tin-t%E1%BB%A9c/b%C3%A0i-vi%E1%BA%BFt-900032.html"
+BIG = b"<html><body>" + b"<p>Tuy\xc3\xaan Quang</p>" * (MAXSIZE // 10) + b"</body></html>"  # 3.8 MB
 GZ_ONLY = "/kinh-te/nong-nghiep/ham-yen-cam-sanh-duoc-mua-duoc-gia-133807.html"  # listed only in the .xml.gz sitemap
 XXE_SECRET = "XXE-DRILL-SECRET-CONTENTS-7f3a"
 LAUGHS = "lol" * 10
@@ -42,6 +44,7 @@ BOMB_XML = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
 CASES = {
     "bomb": "/bom-nen-900001.html",
     "big": "/trang-qua-lon-900002.html",
+    "big_stream": "/trang-qua-lon-khong-do-dai-900012.html",
     "binary": "/tep-nhi-phan-900003.html",
     "malformed": "/html-hong-900004.html",
     "truncated": "/html-cut-900005.html",
@@ -104,7 +107,8 @@ def build_site(root: Path) -> None:
     bomb = gzip.compress(b"<html><body><p>" + b" " * 40_000_000 + b"</p></body></html>", 9)
     assert len(bomb) < 100_000
     add(CASES["bomb"], bomb, headers={"Content-Type": "text/html; charset=utf-8", "Content-Encoding": "gzip"})
-    add(CASES["big"], b"<html><body>" + b"<p>Tuy\xc3\xaan Quang</p>" * (MAXSIZE // 10) + b"</body></html>")
+    add(CASES["big"], BIG)
+    add(CASES["big_stream"], BIG, close_delimited=True)  # no Content-Length: found out while reading
     add(CASES["binary"], bytes(range(256)) * 64)
     add(CASES["malformed"], b"<html><<body><p <b>x</i></table></html><div><p>" * 50 + b"\x00\xff<script>")
     add(CASES["truncated"], (src / SEED.lstrip("/")).read_bytes()[:9000])
@@ -196,31 +200,64 @@ def test_links_that_are_not_urls_and_overlong_urls_are_never_requested(hostile):
     assert report["refused"]["url_too_long"] >= 1 or LONG not in paths
 
 
-def test_gzip_bomb_and_oversized_page_stop_at_maxsize_reported(hostile):
-    _, base, report, _ = hostile
-    by_type = report["errors"]["by_type"]
-    # The bomb arrives whole (39 kB) and HttpCompressionMiddleware stops decompressing
-    # at DOWNLOAD_MAXSIZE; the oversized page is cancelled from its Content-Length.
-    assert by_type["download_maxsize"] == {"count": 1, "examples": [SITE + CASES["bomb"]]}
-    assert by_type["DownloadCancelledError"] == {"count": 1, "examples": [SITE + CASES["big"]]}
-    log = (base / "crawl.log").read_text(errors="replace")
-    assert "exceeded DOWNLOAD_MAXSIZE (2000000 B) during decompression" in log
-    assert "larger than download max size (2000000)" in log
-    # The WARC holds the bomb as received (compressed bytes, whole): what was fetched
-    # is on record though nothing was extracted from it.
+def _responses(base: Path) -> dict[str, tuple]:
+    """WARC response records by target URI: ``(WARC headers, HTTP headers, payload)``."""
     from warcio.archiveiterator import ArchiveIterator
 
-    bodies = {}
+    out = {}
     for path in (base / "archive" / "warc").rglob("*.warc.gz"):
         with open(path, "rb") as fh:
             for rec in ArchiveIterator(fh):
                 if rec.rec_type == "response":
-                    bodies[rec.rec_headers.get_header("WARC-Target-URI")] = rec.raw_stream.read()
-    bomb = bodies[SITE + CASES["bomb"]]  # the payload as sent, still gzip-encoded
+                    out[rec.rec_headers.get_header("WARC-Target-URI")] = (
+                        rec.rec_headers, rec.http_headers, rec.raw_stream.read())
+    return out
+
+
+def test_gzip_bomb_and_oversized_pages_stop_at_maxsize_reported(hostile):
+    _, base, report, requests = hostile
+    by_type = report["errors"]["by_type"]
+    # The bomb arrives whole (39 kB) and HttpCompressionMiddleware stops decompressing
+    # at DOWNLOAD_MAXSIZE; the oversized pages are cut at DOWNLOAD_MAXSIZE while read
+    # (crawler/middlewares/maxsize.py). All three are one error kind, never retried.
+    oversized = [SITE + CASES[c] for c in ("bomb", "big", "big_stream")]
+    assert by_type["download_maxsize"]["count"] == 3
+    assert sorted(by_type["download_maxsize"]["examples"]) == sorted(oversized)
+    assert "DownloadCancelledError" not in by_type
+    assert [r["path"] for r in requests].count(CASES["big"]) == 1
+    assert [r["path"] for r in requests].count(CASES["big_stream"]) == 1
+    log = (base / "crawl.log").read_text(errors="replace")
+    assert "exceeded DOWNLOAD_MAXSIZE (2000000 B) during decompression" in log
+    assert f"{SITE + CASES['big']} announces {len(BIG)} bytes, over DOWNLOAD_MAXSIZE (2000000 B)" in log
+    assert f"{SITE + CASES['big_stream']} is over DOWNLOAD_MAXSIZE (2000000 B): the first 2000000 bytes are archived" in log
+    assert report["errors"]["download_exceptions"] == {}
+    responses = _responses(base)
+    # The WARC holds the bomb as received (compressed bytes, whole): what was fetched
+    # is on record though nothing was extracted from it.
+    warc_headers, _, bomb = responses[SITE + CASES["bomb"]]
     assert bomb[:2] == b"\x1f\x8b" and len(bomb) < 100_000
-    assert SITE + CASES["big"] not in bodies  # cancelled before its body: no response to record
-    # Nothing of either was published or quarantined as a page.
-    assert not [r for r in records(base, "dataset") if r["url"] in (SITE + CASES["bomb"], SITE + CASES["big"])]
+    assert warc_headers.get_header("WARC-Truncated") is None
+    # The oversized pages: the first DOWNLOAD_MAXSIZE bytes served, flagged as cut at a
+    # configured length (ISO 28500 §5.13), the HTTP Content-Length the stored length.
+    for case in ("big", "big_stream"):
+        warc_headers, http_headers, payload = responses[SITE + CASES[case]]
+        assert warc_headers.get_header("WARC-Truncated") == "length", case
+        assert len(payload) == MAXSIZE and BIG.startswith(payload), case
+        assert http_headers.get_statuscode() == "200"
+        assert http_headers.get_header("Content-Length") == str(MAXSIZE)
+    # Nothing of any of them was published or quarantined as a page.
+    assert not [r for r in records(base, "dataset") + records(base, "quarantine") if r["url"] in oversized]
+
+
+def test_the_warc_with_truncated_records_passes_warc_check(hostile):
+    _, base, _, _ = hostile
+    files = sorted((base / "archive" / "warc").rglob("*.warc.gz"))
+    assert files
+    for path in files:
+        proc = run_newsarchive(["warc", "check", str(path)], "http://127.0.0.1:9")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "OK" in proc.stdout, proc.stdout
+        assert "WARC-Truncated: length" in proc.stdout + proc.stderr  # reported as a warning, not an error
 
 
 def test_xml_bombs_and_external_entities_are_not_expanded_and_sitemaps_terminate(hostile):
@@ -240,3 +277,19 @@ def test_xml_bombs_and_external_entities_are_not_expanded_and_sitemaps_terminate
             assert XXE_SECRET.encode() not in data, path
             assert (LAUGHS * 10).encode() not in data, path
     assert XXE_SECRET not in proc.stderr + proc.stdout
+
+
+def test_reprocess_drops_the_truncated_records_as_the_crawl_did(hostile, tmp_path):
+    # Replayed from the WARC (default DOWNLOAD_MAXSIZE, 32 MiB: the 2 MB prefixes fit),
+    # a record marked WARC-Truncated: length is still an oversized page, not an article.
+    _, base, _, _ = hostile
+    store = tmp_path / "again"
+    proc = run_newsarchive(["reprocess", "--warc", str(base / "archive" / "warc"), "--store", str(store),
+                            "--run-id", "R1"], "http://127.0.0.1:9", timeout=180)
+    report = json.loads((store / "runs" / "R1" / "report.json").read_text())
+    assert report["finish_reason"] == "finished", proc.stderr[-3000:]
+    maxsize = report["errors"]["by_type"]["download_maxsize"]
+    assert sorted(maxsize["examples"]) == sorted(SITE + CASES[c] for c in ("bomb", "big", "big_stream"))
+    ids = sorted(r["article_id"] for p in sorted((store / "dataset").rglob("*.jsonl.gz"))
+                 for r in read_jsonl_gz(p.read_bytes()))
+    assert ids == ["127836", "133807", "145540"]

@@ -140,6 +140,28 @@ def test_fail_first_f11_gives_500_500_200(srv):
     assert results[2][1]["ETag"] == '"1c279fefa552549a"'
 
 
+def test_drill_options_drop_cut_and_close_delimited(tmp_path):
+    (tmp_path / "page.html").write_bytes(b"<p>" + b"x" * 5000 + b"</p>")
+    page = {"file": "page.html", "status": 200, "headers": {"Content-Type": "text/html"}}
+    routes = [{"path": "/drop", "drop": 2, **page}, {"path": "/cut", "drop": 1, "drop_after_bytes": 100, **page},
+              {"path": "/stream", "close_delimited": True, **page}]
+    (tmp_path / "routes.json").write_text(json.dumps(routes), "utf-8")
+    whole = (tmp_path / "page.html").read_bytes()
+    with ReplicaServer(root=tmp_path) as server:
+        for _ in range(2):  # closed before any answer
+            with pytest.raises(http.client.RemoteDisconnected):
+                fetch(server, "/drop")
+        assert fetch(server, "/drop")[::2] == (200, whole)
+        with pytest.raises(http.client.IncompleteRead) as cut:  # headers, 100 bytes of 5007, closed
+            fetch(server, "/cut")
+        assert cut.value.partial == whole[:100]
+        assert fetch(server, "/cut")[::2] == (200, whole)
+        status, headers, body = fetch(server, "/stream")  # read to the end of the connection
+        assert (status, body, headers["Content-Length"], headers["Connection"]) == (200, whole, None, "close")
+        assert [(e["path"], e["status"]) for e in server.requests] == [
+            ("/drop", 0), ("/drop", 0), ("/drop", 200), ("/cut", 200), ("/cut", 200), ("/stream", 200)]
+
+
 def test_versions_f04_serve_v1_then_v2_and_reset_restarts(srv):
     v1 = (MAIN / F04.lstrip("/")).read_bytes()
     v2 = (MAIN / "_versions" / "va-cham-giao-thong-tren-quoc-lo-2c-mot-nguoi-bi-thuong-nang-185230.v2.html").read_bytes()

@@ -444,6 +444,17 @@ def test_build_exchange_content_length_rules() -> None:
     r = _resp("http://h.test/p", flags=["partial"], protocol=None)
     ex = build_exchange(r.request, r)
     assert ex["truncated"] is None and ex["protocol"] == "HTTP/1.1"
+    # stopped at DOWNLOAD_MAXSIZE (crawler/middlewares/maxsize.py): the body ran one chunk
+    # past the limit; the record keeps exactly the limit, WARC-Truncated: length (§5.13)
+    r = _resp("http://h.test/big", flags=["download_stopped"], body=b"x" * 150,
+              headers={"Content-Length": "9000"}, meta={"newsarchive_truncated_at": 100})
+    ex = build_exchange(r.request, r)
+    assert ex["truncated"] == "length" and ex["body"] == b"x" * 100
+    assert ("Content-Length", "100") in ex["response_headers"]
+    # another StopDownload: the bytes received, reason unspecified
+    r = _resp("http://h.test/p", flags=["download_stopped"], body=b"x" * 150)
+    ex = build_exchange(r.request, r)
+    assert ex["truncated"] == "unspecified" and len(ex["body"]) == 150
 
 
 def test_reason_phrase_and_target_uri() -> None:

@@ -34,8 +34,14 @@ the records are a faithful *reconstruction*, stated in the warcinfo record:
 
 Not recorded: responses served from HttpCacheMiddleware (flag ``cached``:
 not a network exchange), non-HTTP(S) schemes, and downloads that end in an
-exception (timeouts, DNS errors, ``DOWNLOAD_MAXSIZE`` cancels) because
-there is no response.
+exception (timeouts, DNS errors) because there is no response.
+
+Truncation (``WARC-Truncated``, ISO 28500:2017 §5.13): a body stopped at
+``DOWNLOAD_MAXSIZE`` by :mod:`crawler.middlewares.maxsize`
+(``meta[TRUNCATED_META]`` = the limit) is recorded as its first ``limit``
+bytes with ``length``; Scrapy's ``dataloss`` flag (connection lost before the
+announced length) gives ``disconnect``; ``download_stopped`` (another
+``StopDownload``) gives ``unspecified``.
 
 Metadata: each full response is followed by a ``metadata`` record (WARC 1.1
 §6.7, ``WARC-Concurrent-To`` = the response) with ``via`` (the redirecting or
@@ -148,6 +154,7 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
+from crawler.middlewares.maxsize import TRUNCATED_META
 from crawler.warc.cdxj import ensure_cdxj
 from crawler.warc.digests import Capture, PayloadDigestIndex
 from crawler.warc.outlinks import find_outlinks
@@ -341,15 +348,21 @@ def build_exchange(request: "Request", response: "Response") -> dict[str, Any]:
         req_headers.append(("Content-Length", str(len(req_body))))
 
     body = response.body
+    truncated = None
+    limit = req.meta.get(TRUNCATED_META)
+    if limit is not None:
+        # Stopped at DOWNLOAD_MAXSIZE (crawler/middlewares/maxsize.py): the body may
+        # run one network chunk past the limit; the record keeps exactly the limit.
+        body = body[:limit]
+        truncated = "length"
+    else:
+        for flag, why in _TRUNCATION_FLAGS.items():
+            if flag in response.flags:
+                truncated = why
+                break
     resp_headers = _headers_list(response.headers, _DROP_RESPONSE_HEADERS)
     if not _body_forbidden(method, response.status):
         _set_header(resp_headers, "Content-Length", str(len(body)))
-
-    truncated = None
-    for flag, why in _TRUNCATION_FLAGS.items():
-        if flag in response.flags:
-            truncated = why
-            break
 
     latency = req.meta.get("download_latency")
     now = datetime.now(timezone.utc)

@@ -188,7 +188,7 @@ class PortalSpider(scrapy.Spider):
             if "max redirections" in message:
                 kind = "redirect_limit"  # a chain over REDIRECT_MAX_TIMES (a loop is redirect_loop)
             elif "DOWNLOAD_MAXSIZE" in message:
-                kind = "download_maxsize"  # e.g. a gzip bomb, stopped while decompressing
+                kind = "download_maxsize"  # an oversized body (archived truncated), or a gzip bomb
             else:
                 return
         else:

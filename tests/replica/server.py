@@ -8,6 +8,19 @@ origin-form requests sent straight to the server are routed by ``Host`` header
 or ``/<host>/<rest>`` path prefix, as ``tests/fixtures/portal/README.md``
 describes. Any other host is refused with 403 and logged, so tests can prove
 the never-fetch set was never requested.
+
+Route options for failure drills, beyond those of the fixtures' README (the gold
+fixtures use none of them; tests add them to a copy of routes.json):
+
+* ``"drop": N`` — the first N requests of the route get no answer: the connection is
+  closed (TCP FIN; inside a CONNECT tunnel, without TLS close_notify) right after the
+  request is read. Logged with ``status`` 0. ``fail_first`` counts these requests too.
+* ``"drop_after_bytes": B`` (with ``drop``) — instead of nothing, send the status line,
+  the headers (``Content-Length`` of the whole body) and the first B body bytes, then
+  close: a body cut mid-way (the client sees data loss). Logged with the route's status.
+* ``"close_delimited": true`` — send the body without ``Content-Length`` and close
+  the connection after it (RFC 9112 §6.3 rule 8): the client learns the size only
+  by reading, as from a streaming server.
 """
 
 from __future__ import annotations
@@ -108,6 +121,8 @@ class _Reply:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     delay: float = 0.0
+    drop_after: int | None = None  # close the connection after this many body bytes; -1: before any answer
+    close_delimited: bool = False  # no Content-Length: the end of the body is the end of the connection
 
 
 class RouteTable:
@@ -280,9 +295,22 @@ class ReplicaServer:
         delay = route.get("delay_ms", 0) / 1000
         with self._lock:
             hits = self._hits[idx] = self._hits.get(idx, 0) + 1
-            if hits <= route.get("fail_first", 0):
+            if hits <= route.get("drop", 0):
+                after = route.get("drop_after_bytes")
+                if after is None:
+                    return _Reply(0, delay=delay, drop_after=-1)
+                # The answer the route would give, cut after `after` body bytes.
+                reply = self._answer(route, n=self._ok.get(idx, 0) + 1, req_headers=req_headers, delay=delay)
+                reply.drop_after = after
+                return reply
+            if hits <= route.get("fail_first", 0) + route.get("drop", 0):
                 return _Reply(500, [("Content-Type", HTML)], table.body(ERROR_500, b"Server Error"), delay)
             n = self._ok[idx] = self._ok.get(idx, 0) + 1
+        return self._answer(route, n, req_headers, delay)
+
+    def _answer(self, route: dict, n: int, req_headers, delay: float) -> _Reply:
+        """The route's answer to its ``n``-th successful request (versions, 304, redirect)."""
+        table = self.table
         file, headers = route.get("file"), dict(route.get("headers", {}))
         versions = [v for v in route.get("versions", []) if v["from_request"] <= n]
         if versions:
@@ -296,7 +324,9 @@ class ReplicaServer:
         out = [(k, v) for k, v in headers.items() if k.lower() != "content-length"]
         if "redirect_to" in route:
             out.append(("Location", route["redirect_to"]))
-        return _Reply(route["status"], out, body, delay)
+        if route.get("close_delimited"):
+            out.append(("Connection", "close"))
+        return _Reply(route["status"], out, body, delay, close_delimited=bool(route.get("close_delimited")))
 
     @staticmethod
     def _not_modified(headers: dict[str, str], req_headers) -> bool:
@@ -440,11 +470,29 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, reply: _Reply, head_only: bool) -> None:
         if reply.delay:
             time.sleep(reply.delay)  # this connection's thread only
+        if reply.drop_after == -1:
+            return self._drop()
         self.send_response(reply.status)
         for name, value in reply.headers:
             self.send_header(name, value)
-        if reply.status != 304:  # keep-alive needs the length; a 304 has no body by definition
+        if reply.status != 304 and not reply.close_delimited:  # keep-alive needs the length; a 304 has no body
             self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
+        if reply.drop_after is not None:
+            self.wfile.write(reply.body[:reply.drop_after])
+            self.wfile.flush()
+            return self._drop()
         if reply.body and not head_only:
             self.wfile.write(reply.body)
+        if reply.close_delimited:
+            self.close_connection = True
+
+    def _drop(self) -> None:
+        """Close the connection now, without a (complete) answer. Inside a tunnel the
+        TCP socket under TLS is shut down, as a failing server or middlebox would."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except (OSError, ValueError):
+            pass
