@@ -71,6 +71,10 @@ REMOTE_CONTROL_ENABLED = False
 DOWNLOADER_MIDDLEWARES = {
     # Before robots.txt (100): a private address is not even asked for robots.txt.
     "crawler.middlewares.ssrf_guard.SsrfGuardMiddleware": 60,
+    # Scrapy's, but every request that waits for robots.txt is checked against it
+    # (Scrapy 2.19 lets all but the first waiter through; crawler/middlewares/robotstxt.py).
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "crawler.middlewares.robotstxt.RobotsTxtMiddleware": 100,
     # After RobotsTxtMiddleware (100): robots.txt Crawl-delay per host.
     "crawler.middlewares.politeness.CrawlDelayMiddleware": 120,
     # Between WARC capture and RedirectMiddleware (600): every article URL's answer
