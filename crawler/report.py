@@ -131,6 +131,8 @@ def summarize(stats: dict, run_id: str, store_url: str, written: list[str], mode
                 if k.startswith("downloader/exception_type_count/") and not k.endswith(".IgnoreRequest")
             },
             "spider_exceptions": spider_exceptions,
+            # hosts whose robots.txt answered 5xx or failed: not crawled (RFC 9309 2.3.1.4)
+            "robots_unreachable": stats.get("newsarchive/robots/unreachable", 0),
             "publish_errors": stats.get("newsarchive/publish/errors", 0),
             "publish_spooled": stats.get("newsarchive/publish/spooled", 0),
             "warc_upload_errors": stats.get("warc/upload_errors", 0),
@@ -154,6 +156,8 @@ def checks(report: dict, previous: dict | None, max_error_rate: float) -> tuple[
         reasons.append(f"{e['spider_exceptions']} spider exception(s)")
     if report["pages_fetched"] == 0:
         reasons.append("nothing was fetched")
+    if e.get("robots_unreachable"):
+        reasons.append(f"robots.txt unreachable on {e['robots_unreachable']} host(s): not crawled (RFC 9309 2.3.1.4)")
     if e["error_rate"] > max_error_rate:
         reasons.append(f"error rate {e['error_rate']:.1%} above --max-error-rate {max_error_rate:.1%}")
     found = report["incremental"]["article_urls_discovered"]

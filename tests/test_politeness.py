@@ -109,3 +109,36 @@ def test_the_user_agent_names_the_operators_contact_url():
     assert settings.get("USER_AGENT") == f"newsarchive/{__version__} (+https://archive.example.org/contact; archival crawler)"
     args = parser.parse_args(["-s", "USER_AGENT=custom/1.0"])
     assert build_settings(args, "R").get("USER_AGENT") == "custom/1.0"
+
+
+def test_an_unreachable_robots_txt_means_the_host_is_not_crawled(tmp_path):
+    """RFC 9309 2.3.1.4 on a real crawl: the portal's robots.txt answers 503 every time.
+    Nothing but robots.txt is fetched from that host, and the run says it failed."""
+    import json
+
+    from tests.conftest import run_newsarchive
+    from tests.replica.server import ReplicaServer
+
+    root = tmp_path / "portal"
+    root.mkdir()
+    (root / "site").symlink_to(PORTAL / "site")
+    routes = json.loads((PORTAL / "routes.json").read_text("utf-8"))
+    robots = [r for r in routes if r["path"] == "/robots.txt" and "host" not in r]
+    assert len(robots) == 1
+    robots[0]["fail_first"] = 1000
+    (root / "routes.json").write_text(json.dumps(routes, ensure_ascii=False), "utf-8")
+    server = ReplicaServer(root=root, port=0)
+    server.start()
+    try:
+        proc = run_newsarchive(["crawl", "--store", str(tmp_path / "archive"), "--state-dir", str(tmp_path / "state"),
+                                "--run-id", "R1", "-s", "DOWNLOAD_DELAY=0"], server.proxy_url)
+        requests = list(server.requests)
+    finally:
+        server.stop()
+    main_host = [r for r in requests if r["host"] == "baotuyenquang.com.vn"]
+    assert main_host and {r["path"] for r in main_host} == {"/robots.txt"}
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "state" / "runs" / "R1.json").read_text())
+    assert report["errors"]["robots_unreachable"] == 1
+    assert any("robots.txt unreachable" in reason for reason in report["failed_checks"])
+    assert "robots.txt of baotuyenquang.com.vn is unreachable (HTTP 500)" in proc.stderr, proc.stderr[-3000:]

@@ -91,3 +91,61 @@ def test_scrapys_own_middleware_still_lets_late_waiters_through():
                                         ("scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware", None)])
 def test_the_project_uses_the_fixed_middleware_in_scrapys_place(name, order):
     assert project_settings.DOWNLOADER_MIDDLEWARES[name] == order
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_robots_txt_answering_5xx_disallows_the_whole_host(status):
+    """RFC 9309 2.3.1.4: unreachable means complete disallow (Scrapy would allow all)."""
+    async def run():
+        crawler = get_crawler(settings_dict={"ROBOTSTXT_OBEY": True})
+        crawler.engine = SlowEngine(body=b"<html>Service Unavailable</html>", status=status)
+        crawler.engine.release.set()
+        mw = RobotsTxtMiddleware.from_crawler(crawler)
+        refused = []
+        for path in ("/", "/xa-hoi/", "/admin/login.html"):
+            with pytest.raises(IgnoreRequest):
+                await mw.process_request(Request(HOST + path))
+            refused.append(path)
+        return refused, crawler.stats.get_stats()
+
+    refused, stats = asyncio.run(run())
+    assert refused == ["/", "/xa-hoi/", "/admin/login.html"]
+    assert stats["newsarchive/robots/unreachable"] == 1
+    assert stats["robotstxt/forbidden"] == 3
+
+
+def test_a_robots_txt_answering_404_allows_everything():
+    """RFC 9309 2.3.1.3: unavailable (4xx) means no rules."""
+    async def run():
+        crawler = get_crawler(settings_dict={"ROBOTSTXT_OBEY": True})
+        crawler.engine = SlowEngine(body=b"<html>Not Found</html>", status=404)
+        crawler.engine.release.set()
+        mw = RobotsTxtMiddleware.from_crawler(crawler)
+        return [await mw.process_request(Request(HOST + p)) for p in ("/", "/admin/login.html")], \
+            crawler.stats.get_stats()
+
+    results, stats = asyncio.run(run())
+    assert results == [None, None]
+    assert "newsarchive/robots/unreachable" not in stats
+
+
+def test_a_robots_txt_that_cannot_be_fetched_disallows_the_whole_host_for_waiting_requests():
+    class FailingEngine(SlowEngine):
+        async def download_async(self, request):
+            self.downloads.append(request.url)
+            await self.release.wait()
+            raise ConnectionRefusedError("Connection was refused by other side: 111")
+
+    async def run():
+        crawler = get_crawler(settings_dict={"ROBOTSTXT_OBEY": True})
+        crawler.engine = FailingEngine()
+        mw = RobotsTxtMiddleware.from_crawler(crawler)
+        tasks = [asyncio.ensure_future(mw.process_request(Request(HOST + p))) for p in BATCH]
+        await asyncio.sleep(0)
+        crawler.engine.release.set()
+        return await asyncio.gather(*tasks, return_exceptions=True), crawler
+
+    results, crawler = asyncio.run(run())
+    assert all(isinstance(r, IgnoreRequest) for r in results), results
+    assert crawler.engine.downloads == [HOST + "/robots.txt"]
+    assert crawler.stats.get_value("newsarchive/robots/unreachable") == 1

@@ -18,16 +18,35 @@ skipped the check; in about one run in eight a disallowed URL (``/admin/login.ht
 
 :class:`RobotsTxtMiddleware` gives each waiting request its own Deferred, fired
 from a callback that passes the parser on, as Scrapy did before that refactor.
-Everything else (the fetch, the parser, ``robots_parsed``, stats, errors) is
-Scrapy's.
+
+It also follows RFC 9309 §2.3.1.4 where Scrapy does not: a robots.txt that is
+*unreachable* — a 5xx answer after the retry middleware's retries, or a network
+error — means "complete disallow" for that host, not "allow everything". The host is
+then not crawled in this run (every request to it is refused as forbidden), the
+error is logged, and ``newsarchive/robots/unreachable`` counts the hosts, which the
+run report's checks turn into exit code 1. A 4xx ("unavailable", §2.3.1.3) still
+allows everything, as in Scrapy. The rest (the fetch, the parser,
+``robots_parsed``, stats) is Scrapy's.
 """
 
 from __future__ import annotations
 
+import logging
+
 from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware as ScrapyRobotsTxtMiddleware
+from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet.defer import Deferred
+
+logger = logging.getLogger(__name__)
+
+
+class DisallowAll:
+    """The parser of an unreachable robots.txt (RFC 9309 §2.3.1.4): nothing is allowed."""
+
+    def allowed(self, url, user_agent) -> bool:
+        return False
 
 
 class RobotsTxtMiddleware(ScrapyRobotsTxtMiddleware):
@@ -57,3 +76,25 @@ class RobotsTxtMiddleware(ScrapyRobotsTxtMiddleware):
 
         pending.addCallback(relay)
         return await maybe_deferred_to_future(mine)
+
+    async def _parse_robots(self, response, netloc, request):
+        if response.status >= 500:  # what is left after RETRY_TIMES retries
+            self._unreachable(netloc, f"HTTP {response.status}")
+            return
+        await super()._parse_robots(response, netloc, request)
+
+    def _robots_error(self, exc, netloc):
+        if isinstance(exc, IgnoreRequest):  # refused by policy (e.g. the SSRF guard): Scrapy's rule
+            super()._robots_error(exc, netloc)
+            return
+        self._stats.inc_value(f"robotstxt/exception_count/{type(exc)}")
+        self._unreachable(netloc, f"{type(exc).__name__}: {exc}")
+
+    def _unreachable(self, netloc: str, why: str) -> None:
+        logger.error("robots.txt of %s is unreachable (%s): nothing on that host is crawled in this run "
+                     "(RFC 9309 2.3.1.4)", netloc, why)
+        self._stats.inc_value("newsarchive/robots/unreachable")
+        waiting = self._parsers.get(netloc)
+        self._parsers[netloc] = parser = DisallowAll()
+        if isinstance(waiting, Deferred):
+            waiting.callback(parser)
