@@ -248,7 +248,12 @@ def test_store_down_from_the_start_then_back(replica, moto_s3, tmp_path, drill_t
     assert first.returncode == 3, err[-3000:]
     assert "articles stored    0 " in err
     assert client.list_objects_v2(Bucket="late-store").get("KeyCount") == 0
-    assert spooled_records(drill["state"]) and len(spooled_records(drill["state"])) == 26
+    spooled = spooled_records(drill["state"])
+    assert sorted(i for i, v in spooled if v == 1) == sorted(EXPECTED["article_ids"])
+    # A batch cut by age (the crawl outlasts NEWSARCHIVE_BATCH_SECONDS) may hold the
+    # near-duplicate's newer article before the older one is met: its link revision
+    # (version 2, read back from the spool) is then spooled too.
+    assert [(i, v) for i, v in spooled if v != 1] in ([], [("157890", 2)])
     forwarder.start()
     try:
         second = crawl(drill, store=store)
