@@ -15,6 +15,9 @@ young or its sitemap ``<lastmod>`` moved, else skip), and a listing page whose a
 links are all settled does not follow its pagination. Resuming after a kill needs no
 JOBDIR: what the killed run did not publish is not known, so re-discovery from the
 home page, listings and sitemaps fetches it again.
+
+Links are read from the blocks the profile names (:meth:`SiteProfile.link_regions`), not
+from the menus and sidebars every page repeats.
 """
 
 from __future__ import annotations
@@ -114,6 +117,8 @@ class PortalSpider(scrapy.Spider):
             restrict_xpaths=('//link[@rel="alternate"]',),
             deny_extensions=DENY_EXTENSIONS,
         )
+        #: restrict_css selectors -> the link extractor for them (see page_links).
+        spider._region_links: dict[tuple[str, ...], LinkExtractor] = {}
         return spider
 
     async def start(self):
@@ -252,11 +257,7 @@ class PortalSpider(scrapy.Spider):
                 yield item
             yield from self.page_requisites(response)
         if isinstance(response, scrapy.http.HtmlResponse):
-            urls = [
-                self.request_url(link.url)
-                for extractor in (self.links, self.alternates)
-                for link in extractor.extract_links(response)
-            ]
+            urls = self.page_links(response)
             # Listings are newest first: once a whole page holds only settled
             # articles, the section's older pages hold nothing new either.
             stop = (
@@ -271,6 +272,32 @@ class PortalSpider(scrapy.Spider):
                 request = self.follow(link_url)
                 if request is not None:
                     yield request
+
+    def page_links(self, response) -> list[str]:
+        """URLs to follow from an HTML page: ``<a>``/``<area>`` links in the profile's
+        link regions (the whole page when it names none or none is on the page), plus
+        ``<link rel="alternate">`` from anywhere."""
+        extractor = self.links
+        regions = self.profile.link_regions(response.url)
+        if regions:
+            if response.css(", ".join(regions)):
+                extractor = self._region_links.get(regions)
+                if extractor is None:
+                    extractor = self._region_links[regions] = LinkExtractor(
+                        allow_domains=self.allowed_domains,
+                        tags=("a", "area"),
+                        attrs=("href",),
+                        deny_extensions=DENY_EXTENSIONS,
+                        restrict_css=regions,
+                    )
+            else:
+                # Another template (or a redesign): every link rather than none.
+                self.crawler.stats.inc_value("newsarchive/links/whole_page")
+        return [
+            self.request_url(link.url)
+            for ex in (extractor, self.alternates)
+            for link in ex.extract_links(response)
+        ]
 
     def page_requisites(self, response):
         """Requests for an article page's same-site images, stylesheets and
