@@ -36,6 +36,8 @@ SEED = 1
 SCHEME = "affine32"
 
 _WORD = re.compile(r"\w+")
+#: Rows per block of the near-duplicate index's arrays (about 2.4 MiB a block).
+BLOCK_ROWS = 4096
 
 
 def words_of(title: str | None, lead: str | None, body: Sequence[str] | None) -> list[str]:
@@ -63,7 +65,7 @@ class NearDuplicateIndex:
     Banding is datasketch's (:class:`MinHashLSH`'s ``b`` bands of ``r`` values, chosen
     for ``threshold``), but the index is kept in numpy arrays rather than in
     ``MinHashLSH``'s dict-of-sets: every article of a run is indexed, and those took
-    about 5 KiB an article (a 50,000-article crawl: 250 MiB) against about 0.7 KiB here
+    about 5 KiB an article (a 50,000-article crawl: 250 MiB) against about 0.8 KiB here
     (``b`` 64-bit band hashes, the signature as ``num_perm`` 32-bit values, the key).
     A query compares the band hashes of every indexed article (a vectorised scan:
     about 1 ms at 50,000). Band hashes are 64-bit digests of the band's values: two
@@ -85,12 +87,13 @@ class NearDuplicateIndex:
         #: Row of the arrays -> key (None: removed); key -> row.
         self._keys: list[str | None] = []
         self._row_of: dict[str, int] = {}
-        # (capacity, num_perm) uint32 signatures and (capacity, bands) uint64 band
-        # hashes; rows past len(self._keys) are unused, removed rows are zeroed in
-        # _alive. Capacity doubles as needed.
-        self._sigs = np.zeros((0, num_perm), dtype=np.uint32)
-        self._bands = np.zeros((0, self.bands), dtype=np.uint64)
-        self._alive = np.zeros(0, dtype=bool)
+        # Blocks of BLOCK_ROWS rows: (BLOCK_ROWS, num_perm) uint32 signatures,
+        # (BLOCK_ROWS, bands) uint64 band hashes, and whether the row is live. Fixed
+        # blocks rather than one array that doubles: no copy on growth and at most one
+        # block of slack (a doubling array peaks at three times what it holds).
+        self._sig_blocks: list[np.ndarray] = []
+        self._band_blocks: list[np.ndarray] = []
+        self._alive_blocks: list[np.ndarray] = []
         # Odd 64-bit multipliers: a band's hash is sum(value_j * mult_j) mod 2⁶⁴.
         rng = np.random.default_rng(SEED)
         self._mult = rng.integers(0, 2**63, size=self.rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
@@ -136,23 +139,22 @@ class NearDuplicateIndex:
         values = self._values(m)
         self.remove(key)
         row = len(self._keys)
-        if row == len(self._alive):
-            capacity = max(1024, 2 * row)
-            self._sigs = np.resize(self._sigs, (capacity, self.num_perm))
-            self._bands = np.resize(self._bands, (capacity, self.bands))
-            alive = np.zeros(capacity, dtype=bool)
-            alive[:row] = self._alive[:row]
-            self._alive = alive
-        self._sigs[row] = values
-        self._bands[row] = self._band_hashes(values)
-        self._alive[row] = True
+        block, i = divmod(row, BLOCK_ROWS)
+        if block == len(self._sig_blocks):
+            self._sig_blocks.append(np.zeros((BLOCK_ROWS, self.num_perm), dtype=np.uint32))
+            self._band_blocks.append(np.zeros((BLOCK_ROWS, self.bands), dtype=np.uint64))
+            self._alive_blocks.append(np.zeros(BLOCK_ROWS, dtype=bool))
+        self._sig_blocks[block][i] = values
+        self._band_blocks[block][i] = self._band_hashes(values)
+        self._alive_blocks[block][i] = True
         self._keys.append(key)
         self._row_of[key] = row
 
     def remove(self, key: str) -> None:
         row = self._row_of.pop(key, None)
         if row is not None:
-            self._alive[row] = False
+            block, i = divmod(row, BLOCK_ROWS)
+            self._alive_blocks[block][i] = False
             self._keys[row] = None
 
     def load(self, rows: Iterable[tuple[str, bytes]]) -> int:
@@ -171,11 +173,15 @@ class NearDuplicateIndex:
         if not n:
             return []
         # Candidates: any band equal (as MinHashLSH.query); confirmed by the estimate.
-        hit = (self._bands[:n] == self._band_hashes(values)).any(axis=1) & self._alive[:n]
-        rows = np.flatnonzero(hit)
-        same = np.count_nonzero(self._sigs[rows] == values, axis=1)
+        query = self._band_hashes(values)
+        rows, same = [], []
+        for block, (bands, sigs, alive) in enumerate(zip(self._band_blocks, self._sig_blocks, self._alive_blocks)):
+            hit = np.flatnonzero((bands == query).any(axis=1) & alive)
+            if len(hit):
+                rows.extend((hit + block * BLOCK_ROWS).tolist())
+                same.extend(np.count_nonzero(sigs[hit] == values, axis=1).tolist())
         found = []
-        for row, equal in zip(rows.tolist(), same.tolist()):
+        for row, equal in zip(rows, same):
             key = self._keys[row]
             if key == exclude:
                 continue
