@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from crawler.bylines import parse_byline
 from crawler.dates import parse_vn_datetime
@@ -72,6 +73,15 @@ class BaoTuyenQuang(SiteProfile):
         re.IGNORECASE,
     )
 
+    #: Where an article or listing page's own links are: the main column (article text,
+    #: *Tin liên quan* and *Tin cùng chuyên mục* boxes, tag box, listing items, pagination,
+    #: a section's subsection links, breadcrumb). Left out: header, the two copies of the
+    #: menu, sidebar (*Đọc nhiều*, *Tin mới nhất*, songs, links) and footer, about 100 of
+    #: an article page's ~125 links, the same on every page and all on the home page.
+    MAIN_COLUMN = ("#main > div.col-left",)
+    #: Pages read whole: the home page is where the menus and boxes above are followed.
+    WHOLE_PAGE_PATHS = frozenset({"", "/", "/index.html"})
+
     # Desktop selector first, mobile second.
     DETAIL = ("div.detail-main", "article.m-detail", "div.m-detail")
     TITLE = ("div.detail-main h1.title-detail", "h1.title-detail", "h1.m-title")
@@ -82,6 +92,17 @@ class BaoTuyenQuang(SiteProfile):
     TAG_BOX = ("div.box-tags", "div.m-tags")
     BREADCRUMB = ("div.breadcrumb [itemprop=name]", "div.m-breadcrumb a")
     HOME_LABELS = frozenset({"trang chủ", "home"})
+
+    # ---------------------------------------------------------------- links
+
+    def link_regions(self, url: str) -> tuple[str, ...]:
+        """The main column on every page but the home page (``/``, ``/index.html``, either
+        host). The mobile template has no main column: its pages are read whole."""
+        try:
+            path = urlsplit(url).path
+        except ValueError:
+            return ()
+        return () if path in self.WHOLE_PAGE_PATHS else self.MAIN_COLUMN
 
     # ---------------------------------------------------------------- template
 

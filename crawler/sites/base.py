@@ -291,6 +291,14 @@ class SiteProfile:
         m = self.article_path_re.match(p.path)
         return m.group("id") if m else None
 
+    def link_regions(self, url: str) -> tuple[str, ...]:
+        """CSS selectors of the parts of the page at ``url`` whose links the spider
+        follows; ``()`` (here, and for any page none of them matches) means the whole
+        page. A profile narrows this to the content and listing blocks so that the menus,
+        sidebars and footers every page repeats are read once (on the pages it leaves
+        whole, e.g. the home page), not on every article."""
+        return ()
+
     # ---------------------------------------------------------------- parsing
 
     def parse_document(self, url: str, html: str) -> Doc:

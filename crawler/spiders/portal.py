@@ -15,13 +15,25 @@ young or its sitemap ``<lastmod>`` moved, else skip), and a listing page whose a
 links are all settled does not follow its pagination. Resuming after a kill needs no
 JOBDIR: what the killed run did not publish is not known, so re-discovery from the
 home page, listings and sitemaps fetches it again.
+
+Memory stays flat with the portal's size (bench/ANALYSIS.md): the sitemaps list every
+article, so their URLs are not all turned into Requests at once. Child sitemaps are read
+two at a time and their entries wait here as ``(url, lastmod)`` strings; a first batch
+of requests goes out when a sitemap is read, the next ones only when the scheduler runs
+dry (``scheduler_empty``), so it holds tens of requests, not one per article. A distributed crawl (shared Redis frontier)
+keeps the eager way: its reliability rule wants a response's follow-ups in the shared
+queue before the response counts as done, and the queue is not in this process's memory.
+Links are read from the blocks the profile names (:meth:`SiteProfile.link_regions`), not
+from the menus and sidebars every page repeats.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import re
+from collections import OrderedDict, deque
 from datetime import datetime, timezone
 from urllib.parse import urldefrag, urljoin, urlsplit
 
@@ -29,7 +41,7 @@ import scrapy
 from lxml import etree
 from protego import Protego
 from scrapy import signals
-from scrapy.exceptions import IgnoreRequest
+from scrapy.exceptions import DontCloseSpider, IgnoreRequest
 from scrapy.linkextractors import IGNORED_EXTENSIONS, LinkExtractor
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.sitemap import Sitemap
@@ -51,6 +63,64 @@ SITEMAP_MAX_BYTES = 50 * 1024 * 1024
 #: Listing pagination links (``/trang-2.html``, ``/page/2/``, ``?page=2``); a profile may
 #: set its own ``pagination_re``.
 PAGINATION_RE = re.compile(r"(?:/trang-\d+\.html|/page/\d+/?)$|[?&](?:page|p|trang)=\d+(?:&|$)", re.IGNORECASE)
+
+
+#: Sitemap requests handed to the scheduler at a time when it runs dry (lazy feeding).
+SITEMAP_FEED_BATCH = 64
+
+#: Scheduler priority of the sitemaps themselves when fed lazily (pages: 0).
+SITEMAP_PRIORITY = 10
+#: Child sitemaps fetched at once when fed lazily, and the number of waiting entries
+#: under which the next ones are fetched: two sitemaps' entries (``(url, lastmod)``
+#: strings, about 250 bytes each) wait in memory at most.
+SITEMAPS_IN_FLIGHT = 2
+SITEMAP_LOW_WATER = 1000
+
+#: Sitemap ``<lastmod>`` values kept for pages that may still be in flight (lazy feeding):
+#: entries are fed only when the scheduler is empty, so a page linked elsewhere is either
+#: answered already (``State.note_lastmod`` covers it) or among the last few hundred.
+LASTMOD_MEMORY = 5000
+
+
+class UrlSet:
+    """A set of URLs held as 128-bit BLAKE2b digests (about 90 bytes an entry against
+    about 250 for the string in a set): the spider's per-URL bookkeeping grows with the
+    portal. Two URLs share a digest with probability about n²/2¹²⁹, nil at any crawl size."""
+
+    __slots__ = ("_digests",)
+
+    def __init__(self):
+        self._digests: set[int] = set()
+
+    @staticmethod
+    def _digest(url: str) -> int:
+        return int.from_bytes(hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "big")
+
+    def add(self, url: str) -> None:
+        self._digests.add(self._digest(url))
+
+    def discard(self, url: str) -> None:
+        self._digests.discard(self._digest(url))
+
+    def __contains__(self, url: str) -> bool:
+        return self._digest(url) in self._digests
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+
+class RecentDict(OrderedDict):
+    """A dict that forgets its oldest entries beyond ``maxlen`` (memory: ``maxlen`` entries)."""
+
+    def __init__(self, maxlen: int):
+        super().__init__()
+        self.maxlen = maxlen
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        if len(self) > self.maxlen:
+            self.popitem(last=False)
 
 
 def _as_list(value) -> list[str]:
@@ -90,14 +160,27 @@ class PortalSpider(scrapy.Spider):
         spider.recheck_days = s.getfloat("NEWSARCHIVE_RECHECK_DAYS", 7.0)
         spider.pagination_re = getattr(spider.profile, "pagination_re", PAGINATION_RE)
         spider.policy = IncrementalPolicy(None, "full")  # replaced in start(), once the state is open
-        spider._discovered: set[str] = set()  # canonical keys of article URLs met
-        spider._requested: set[str] = set()  # article URLs requested in this run
-        spider._skipped: set[str] = set()  # article URLs incremental mode left out
+        spider._discovered = UrlSet()  # canonical keys of article URLs met
+        spider._requested = UrlSet()  # article URLs requested in this run
+        spider._skipped = UrlSet()  # article URLs incremental mode left out
+        # Lazy sitemap feeding (module docstring) unless the frontier is shared in Redis.
+        spider.lazy_sitemaps = s.getbool(
+            "NEWSARCHIVE_LAZY_SITEMAPS", not str(s.get("SCHEDULER") or "").startswith("crawler.distributed")
+        )
+        #: Child sitemap URLs not requested yet (lazy feeding), and sitemap requests in flight.
+        spider._sitemap_urls: deque[str] = deque()
+        spider._sitemaps_in_flight = 0
+        #: ``(url, lastmod or None)`` of the sitemap read last, not yet fed (lazy feeding).
+        spider._sitemap_entries: deque[tuple[str, str | None]] = deque()
         #: URL -> the sitemap's <lastmod>, for PageRecorderMiddleware whatever order the
-        #: sitemap and the page arrive in.
-        spider.sitemap_lastmods: dict[str, str] = {}
+        #: sitemap and the page arrive in (bounded when feeding lazily: LASTMOD_MEMORY).
+        spider.sitemap_lastmods: dict[str, str] = RecentDict(LASTMOD_MEMORY) if spider.lazy_sitemaps else {}
         crawler.signals.connect(spider.on_spider_error, signals.spider_error)
         crawler.signals.connect(spider.on_item_error, signals.item_error)
+        if spider.lazy_sitemaps:
+            crawler.signals.connect(spider.on_scheduler_empty, signals.scheduler_empty)
+            crawler.signals.connect(spider.on_spider_idle, signals.spider_idle)
+            crawler.signals.connect(spider.on_request_dropped, signals.request_dropped)
         # <a>/<area> links, plus <link rel="alternate"> (RSS feeds, the mobile
         # copy); never <link rel="canonical">: it names a page, it does not link one,
         # and an http:// canonical would start a second crawl of the whole site.
@@ -114,6 +197,8 @@ class PortalSpider(scrapy.Spider):
             restrict_xpaths=('//link[@rel="alternate"]',),
             deny_extensions=DENY_EXTENSIONS,
         )
+        #: restrict_css selectors -> the link extractor for them (see page_links).
+        spider._region_links: dict[tuple[str, ...], LinkExtractor] = {}
         return spider
 
     async def start(self):
@@ -139,7 +224,77 @@ class PortalSpider(scrapy.Spider):
 
     def parse_robots(self, response):
         for sitemap_url in Protego.parse(response.text).sitemaps:
-            yield scrapy.Request(urljoin(response.url, sitemap_url), callback=self.parse_sitemap, errback=self.on_error)
+            url = urljoin(response.url, sitemap_url)
+            if self.lazy_sitemaps:
+                self._sitemap_urls.append(url)
+            else:
+                yield scrapy.Request(url, callback=self.parse_sitemap, errback=self.on_error)
+        if self.lazy_sitemaps:
+            # The sitemaps are read from the start, as they were when fed eagerly, so
+            # their <lastmod> values are known for the pages fetched early.
+            yield from self.sitemap_requests(SITEMAP_FEED_BATCH)
+
+    # ------------------------------------------------------------ sitemap feeding
+    def sitemap_requests(self, limit: int):
+        """Up to ``limit`` page requests from the sitemap entries waiting here (lazy
+        feeding), preceded by requests for the next child sitemaps while fewer than
+        ``SITEMAPS_IN_FLIGHT`` are being fetched and fewer than ``SITEMAP_LOW_WATER``
+        entries wait: a few sitemaps' entries in memory at most, whatever the portal's
+        size."""
+        fed = 0
+        while fed < limit:
+            if (self._sitemap_urls and self._sitemaps_in_flight < SITEMAPS_IN_FLIGHT
+                    and len(self._sitemap_entries) < SITEMAP_LOW_WATER):
+                self._sitemaps_in_flight += 1
+                # Ahead of the pages waiting, so the sitemaps' <lastmod> values are known
+                # for the pages fetched early (as when every sitemap was read at once).
+                yield scrapy.Request(self._sitemap_urls.popleft(), callback=self.parse_sitemap,
+                                     errback=self.on_error, meta={"sitemap_feed": True}, priority=SITEMAP_PRIORITY)
+            elif self._sitemap_entries:
+                url, lastmod = self._sitemap_entries.popleft()
+                request = self.sitemap_entry_request(url, lastmod)
+                if request is not None:
+                    fed += 1
+                    yield request
+            else:
+                return
+
+    def feed_sitemaps(self) -> int:
+        """Hand the scheduler a batch of sitemap requests; how many."""
+        n = 0
+        for request in self.sitemap_requests(SITEMAP_FEED_BATCH):
+            self.crawler.engine.crawl(request)
+            n += 1
+        return n
+
+    def on_scheduler_empty(self):
+        # Sent when the downloader has room and the scheduler had nothing to give.
+        self.feed_sitemaps()
+
+    def on_spider_idle(self, spider):
+        # Nothing is in flight any more: a sitemap request that vanished without a
+        # callback or errback (none should) cannot be waited for.
+        self._sitemaps_in_flight = 0
+        if self.feed_sitemaps():
+            raise DontCloseSpider
+
+    def on_request_dropped(self, request, spider):
+        # The dupefilter dropped a child sitemap already read: the next one may go.
+        if request.meta.get("sitemap_feed"):
+            self._sitemaps_in_flight = max(0, self._sitemaps_in_flight - 1)
+
+    def sitemap_entry_request(self, url: str, lastmod: str | None) -> scrapy.Request | None:
+        """The request for one sitemap ``<url>`` entry (None when incremental mode skips
+        it); its ``<lastmod>`` is noted for PageRecorderMiddleware and, for a page this
+        run fetched already, in the state."""
+        if lastmod and self.profile.is_article_url(url):
+            request_url = scrapy.Request(url).url
+            self.sitemap_lastmods[request_url] = lastmod
+            state = getattr(self.crawler, "newsarchive_state", None)
+            if state is not None:
+                # For a page this run fetched before reading the sitemap.
+                state.note_lastmod(request_url, lastmod, self.run_id)
+        return self.follow(url, lastmod)
 
     # ------------------------------------------------------------------ scheduling
     def follow(self, url: str, lastmod: str | None = None, callback=None) -> scrapy.Request | None:
@@ -177,6 +332,8 @@ class PortalSpider(scrapy.Spider):
         """Errback of every request: failures go to the run report with their URL;
         policy refusals (robots.txt, off-site) are not errors."""
         request = failure.request
+        if request.meta.get("sitemap_feed"):
+            self._sitemaps_in_flight = max(0, self._sitemaps_in_flight - 1)
         # Distributed crawl: a failed request is finished (it yields nothing).
         done = getattr(self.crawler, "newsarchive_request_done", None)
         if done is not None:
@@ -203,6 +360,10 @@ class PortalSpider(scrapy.Spider):
         record_error(self.crawler.stats, f"item_{failure.type.__name__}", getattr(response, "url", None))
 
     def parse_sitemap(self, response):
+        """A sitemap index or urlset (gzip or not). Feeding lazily, its child sitemaps and
+        entries wait here for :meth:`sitemap_requests`; otherwise they are requested now."""
+        if response.meta.get("sitemap_feed"):
+            self._sitemaps_in_flight = max(0, self._sitemaps_in_flight - 1)
         body = response.body
         if body[:2] == b"\x1f\x8b":
             body = gzip.GzipFile(fileobj=io.BytesIO(body)).read(SITEMAP_MAX_BYTES + 1)
@@ -215,25 +376,28 @@ class PortalSpider(scrapy.Spider):
             self.crawler.stats.inc_value("newsarchive/sitemap/unreadable")
             return
         index = sitemap.type == "sitemapindex"
-        state = getattr(self.crawler, "newsarchive_state", None)
         for entry in sitemap:
             loc = entry.get("loc")
             if not loc:
                 continue
             url = self.request_url(urljoin(response.url, loc))
             if index:
-                yield scrapy.Request(url, callback=self.parse_sitemap, errback=self.on_error)
+                if self.lazy_sitemaps:
+                    self._sitemap_urls.append(url)
+                else:
+                    yield scrapy.Request(url, callback=self.parse_sitemap, errback=self.on_error)
                 continue
             lastmod = (entry.get("lastmod") or "").strip() or None
-            if lastmod and self.profile.is_article_url(url):
-                request_url = scrapy.Request(url).url
-                self.sitemap_lastmods[request_url] = lastmod
-                if state is not None:
-                    # For a page this run fetched before reading the sitemap.
-                    state.note_lastmod(request_url, lastmod, self.run_id)
-            request = self.follow(url, lastmod)
+            if self.lazy_sitemaps:
+                self._sitemap_entries.append((url, lastmod))
+                continue
+            request = self.sitemap_entry_request(url, lastmod)
             if request is not None:
                 yield request
+        if self.lazy_sitemaps:
+            # A first batch now (then the next child sitemap, if this one is used up);
+            # the rest when the scheduler runs dry.
+            yield from self.sitemap_requests(SITEMAP_FEED_BATCH)
 
     def parse(self, response):
         if response.status == 304:
@@ -252,11 +416,7 @@ class PortalSpider(scrapy.Spider):
                 yield item
             yield from self.page_requisites(response)
         if isinstance(response, scrapy.http.HtmlResponse):
-            urls = [
-                self.request_url(link.url)
-                for extractor in (self.links, self.alternates)
-                for link in extractor.extract_links(response)
-            ]
+            urls = self.page_links(response)
             # Listings are newest first: once a whole page holds only settled
             # articles, the section's older pages hold nothing new either.
             stop = (
@@ -271,6 +431,32 @@ class PortalSpider(scrapy.Spider):
                 request = self.follow(link_url)
                 if request is not None:
                     yield request
+
+    def page_links(self, response) -> list[str]:
+        """URLs to follow from an HTML page: ``<a>``/``<area>`` links in the profile's
+        link regions (the whole page when it names none or none is on the page), plus
+        ``<link rel="alternate">`` from anywhere."""
+        extractor = self.links
+        regions = self.profile.link_regions(response.url)
+        if regions:
+            if response.css(", ".join(regions)):
+                extractor = self._region_links.get(regions)
+                if extractor is None:
+                    extractor = self._region_links[regions] = LinkExtractor(
+                        allow_domains=self.allowed_domains,
+                        tags=("a", "area"),
+                        attrs=("href",),
+                        deny_extensions=DENY_EXTENSIONS,
+                        restrict_css=regions,
+                    )
+            else:
+                # Another template (or a redesign): every link rather than none.
+                self.crawler.stats.inc_value("newsarchive/links/whole_page")
+        return [
+            self.request_url(link.url)
+            for ex in (extractor, self.alternates)
+            for link in ex.extract_links(response)
+        ]
 
     def page_requisites(self, response):
         """Requests for an article page's same-site images, stylesheets and
