@@ -150,6 +150,14 @@ class NearDuplicateIndex:
         self._keys.append(key)
         self._row_of[key] = row
 
+    def stored(self, key: str) -> bytes | None:
+        """The signature indexed under ``key`` as :meth:`to_bytes` gives it, or None."""
+        row = self._row_of.get(key)
+        if row is None:
+            return None
+        block, i = divmod(row, BLOCK_ROWS)
+        return self._sig_blocks[block][i].astype("<u8").tobytes()
+
     def remove(self, key: str) -> None:
         row = self._row_of.pop(key, None)
         if row is not None:

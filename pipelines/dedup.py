@@ -264,11 +264,10 @@ class DedupPipeline:
         same content, ``near_duplicate_of`` = ``original_id``."""
         revision = dict(record, version=known.version + 1, previous_sha256=known.content_sha256,
                         near_duplicate_of=original_id, run_id=self.run_id)
-        sig = self.index.signatures.get(known.article_key)
         self.state.record(
             known.article_key, known.article_id, known.content_sha256, known.version + 1,
             previous_sha256=known.content_sha256, published_at=known.published_at,
-            near_duplicate_of=original_id, minhash=self.index.to_bytes(sig) if sig is not None else None,
+            near_duplicate_of=original_id, minhash=self.index.stored(known.article_key),
             minhash_params=self.index.params, run_id=self.run_id,
         )
         self.crawler.newsarchive_publisher.add_revision(known.article_key, revision)
