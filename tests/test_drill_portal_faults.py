@@ -108,4 +108,6 @@ def test_the_crawl_retries_within_budget_and_reports_what_it_gave_up_on(tmp_path
     reasons = report["retries"]["by_reason"]
     assert reasons["scrapy.exceptions.DownloadFailedError"] >= 2 + 1  # DROP_GIVES_UP, DROP_RECOVERS
     assert reasons["scrapy.exceptions.ResponseDataLossError"] >= 2 + 1  # CUT_GIVES_UP, CUT_RECOVERS
-    assert report["retries"]["count"] >= 2 + 2 + 2 + 2 + 4 * 2  # F11, RECOVERS, GIVES_UP, SLOW, the drops
+    # F11, RECOVERS, GIVES_UP, SLOW: 2 each; the cuts and DROP_GIVES_UP: 2 each; DROP_RECOVERS
+    # 1 or 2 (Twisted's own retry of a reused connection can absorb one of its two drops).
+    assert report["retries"]["count"] >= 2 + 2 + 2 + 2 + (2 + 2 + 2 + 1)
