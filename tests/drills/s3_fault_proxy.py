@@ -70,24 +70,12 @@ class S3FaultProxy:
                 if fault == "reset":
                     # Read part of the upload, then reset the connection (RST).
                     self.rfile.read(min(int(self.headers.get("Content-Length") or 64), 64) // 2)
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.connection.close()
-                    self.close_connection = True
+                    self._reset()
                     return
                 body = _read_raw_body(self.rfile, self.headers)
-                if fault == "lost_response":
-                    conn = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=60)
-                    conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-                    for k, v in self.headers.items():
-                        conn.putheader(k, v)
-                    conn.endheaders()
-                    if body:
-                        conn.send(body)
-                    conn.getresponse().read()
-                    conn.close()
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.connection.close()
-                    self.close_connection = True
+                if fault == "lost_response":  # the store acts on it; the answer never arrives
+                    self._forward(body)
+                    self._reset()
                     return
                 if fault == "timeout":
                     time.sleep(proxy.timeout_hold)
@@ -103,15 +91,7 @@ class S3FaultProxy:
                     self.end_headers()
                     self.wfile.write(xml)
                     return
-                conn = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=60)
-                conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-                for k, v in self.headers.items():
-                    conn.putheader(k, v)
-                conn.endheaders()
-                if body:
-                    conn.send(body)
-                resp = conn.getresponse()
-                data = resp.read()
+                resp, data = self._forward(body)
                 self.send_response(resp.status, resp.reason)
                 for k, v in resp.getheaders():
                     if k.lower() not in ("transfer-encoding", "content-length", "connection", "date", "server"):
@@ -123,7 +103,27 @@ class S3FaultProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
-                conn.close()
+
+            def _forward(self, body: bytes):
+                """Send this request to the store as received; (response, its body)."""
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=60)
+                try:
+                    conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                    for k, v in self.headers.items():
+                        conn.putheader(k, v)
+                    conn.endheaders()
+                    if body:
+                        conn.send(body)
+                    resp = conn.getresponse()
+                    return resp, resp.read()
+                finally:
+                    conn.close()
+
+            def _reset(self) -> None:
+                """Close the client's connection with an RST (SO_LINGER 0)."""
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                self.close_connection = True
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
 
