@@ -88,6 +88,40 @@ def test_outlinks_of_css_xml_and_redirect():
     assert find_outlinks("https://h.test/old", None, b"", "/new") == [("https://h.test/new", "R", "http/location")]
 
 
+
+@pytest.mark.parametrize("base", [
+    "https://baotuyenquang.com.vn/chinh-tri/a/b.html?x=1",
+    "http://baotuyenquang.com.vn/",
+    "https://h.test:8443/deep/path/",
+])
+@pytest.mark.parametrize("raw", [
+    "/chinh-tri/", "/a/../b/./c?q=1#frag", "//cdn.test/x.js", "///weird", "/",
+    "https://Other.test/A?b#c", "HTTP://h.test/x", "http:relative", "https:", "rel/x.html",
+    "../up.html", "?only=query", "#top", " /spaced ", "javascript:void(0)", "mailto:a@b.c",
+    "ftp://h.test/f", "http://[::1/", "/" + "x" * 600,
+])
+def test_outlink_resolution_with_the_origin_cache_equals_urljoin(base, raw):
+    """The cached path for root-relative and absolute links (resolved against the page's
+    origin) gives what resolving against the page URL gives (RFC 3986 §5.2 via urljoin)."""
+    from urllib.parse import urljoin, urlsplit
+
+    from crawler.warc.outlinks import _clean, _origin
+
+    def reference(raw: str) -> str | None:
+        raw = raw.strip()
+        if not raw or raw.startswith("#") or raw.lower().startswith(("javascript:", "mailto:", "data:", "tel:", "about:", "blob:")):
+            return None
+        try:
+            url = urljoin(base, raw)
+            scheme = urlsplit(url).scheme
+        except ValueError:
+            return None
+        return url.split("#", 1)[0] if scheme in ("http", "https") else None
+
+    assert _clean(base, raw, _origin(base)) == reference(raw)
+    assert _clean(base, raw, _origin(base)) == reference(raw)  # second call: from the cache
+
+
 # ---------------------------------------------------------------- requisites
 def test_requisites_are_same_site_images_css_js_only():
     reqs = html_requisites(SEED_URL, SEED.read_bytes(), HOSTS)

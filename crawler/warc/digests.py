@@ -124,6 +124,10 @@ class PayloadDigestIndex:
         self._staged: dict[str, list[Capture]] = {}
         #: file name → URLs archived as revisits in that (still open) file.
         self._staged_urls: dict[str, set[str]] = {}
+        # The same staged captures by payload digest and by URL, in staging order:
+        # look-ups run once per exchange, and an open file holds thousands.
+        self._staged_by_digest: dict[str, list[Capture]] = {}
+        self._staged_by_url: dict[str, list[Capture]] = {}
 
     # ------------------------------------------------------------ look-ups
     def lookup(self, digest: str, url: str, any_url: bool = False) -> Capture | None:
@@ -136,7 +140,7 @@ class PayloadDigestIndex:
         capture of the payload under another URL (a URL-agnostic revisit,
         WARC 1.1 §6.7.2), when there is none under this one."""
         with self._lock:
-            staged = [c for caps in self._staged.values() for c in caps if c.digest == digest]
+            staged = list(self._staged_by_digest.get(digest, ()))
             row = self.db.execute(
                 "SELECT digest, url, warc_date, record_id, status, file, offset, length FROM captures "
                 "WHERE store=? AND digest=? ORDER BY (url=?) DESC, warc_date ASC LIMIT 1",
@@ -154,7 +158,7 @@ class PayloadDigestIndex:
         """The latest full capture of ``url`` (for ``server-not-modified``
         revisits of a 304 answer), or ``None``."""
         with self._lock:
-            staged = [c for caps in self._staged.values() for c in caps if c.url == url]
+            staged = list(self._staged_by_url.get(url, ()))
             row = self.db.execute(
                 "SELECT digest, url, warc_date, record_id, status, file, offset, length FROM captures "
                 "WHERE store=? AND url=? ORDER BY warc_date DESC LIMIT 1",
@@ -181,6 +185,8 @@ class PayloadDigestIndex:
         """Remember a capture written to a still-open file (see module docstring)."""
         with self._lock:
             self._staged.setdefault(capture.file, []).append(capture)
+            self._staged_by_digest.setdefault(capture.digest, []).append(capture)
+            self._staged_by_url.setdefault(capture.url, []).append(capture)
 
     def stage_revisit(self, url: str, file: str) -> None:
         """Remember that ``url`` was archived as a revisit in a still-open file
@@ -192,7 +198,7 @@ class PayloadDigestIndex:
         """Commit the captures staged for ``file`` (its name, now closed); returns
         how many full captures."""
         with self._lock:
-            captures = self._staged.pop(file, [])
+            captures = self._unstage(file)
             urls = self._staged_urls.pop(file, set())
             self._insert(captures)
             if urls:
@@ -205,8 +211,22 @@ class PayloadDigestIndex:
     def discard_file(self, file: str) -> None:
         """Forget staged captures of a file that will never be closed."""
         with self._lock:
-            self._staged.pop(file, None)
+            self._unstage(file)
             self._staged_urls.pop(file, None)
+
+    def _unstage(self, file: str) -> list[Capture]:
+        """Take ``file``'s staged captures out of the staging maps (under _lock)."""
+        captures = self._staged.pop(file, [])
+        for c in captures:
+            for index, key in ((self._staged_by_digest, c.digest), (self._staged_by_url, c.url)):
+                if key not in index:
+                    continue  # an earlier capture of this file with the same key emptied it
+                kept = [k for k in index[key] if k.file != file]
+                if kept:
+                    index[key] = kept
+                else:
+                    del index[key]
+        return captures
 
     def _insert(self, captures: list[Capture]) -> None:
         if not captures:

@@ -12,6 +12,7 @@ against ``<base href>`` or the page URL. Nothing here fetches anything.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import urljoin, urlsplit
 
 #: Outlinks kept per record: a page with more is summarised by the count.
@@ -36,16 +37,19 @@ _HTML_LINKS = (
     ("input", "src", "E"),
     ("object", "data", "E"),
 )
+#: tag -> [(attribute, hop)], for one pass over the document.
+_WANTED: dict[str, list[tuple[str, str | None]]] = {}
+for _tag, _attr, _hop in _HTML_LINKS:
+    _WANTED.setdefault(_tag, []).append((_attr, _hop))
 _EMBED_RELS = {"stylesheet", "icon", "shortcut", "apple-touch-icon", "preload", "modulepreload", "manifest"}
 _CSS_URL = re.compile(rb"""url\(\s*(['"]?)([^'")\s]+)\1\s*\)|@import\s+(['"])([^'"]+)\3""", re.I)
 _SKIP_SCHEMES = ("javascript:", "mailto:", "data:", "tel:", "about:", "blob:")
 
 
-def _clean(base: str, raw: str | None) -> str | None:
-    if not raw:
-        return None
-    raw = raw.strip()
-    if not raw or raw.startswith("#") or raw.lower().startswith(_SKIP_SCHEMES):
+def _resolve(base: str, raw: str) -> str | None:
+    """``raw`` (stripped, non-empty) resolved against ``base`` (RFC 3986 §5.2, as
+    ``urljoin`` does it), fragment dropped; ``None`` for a non-HTTP(S) or broken link."""
+    if raw.startswith("#") or raw.lower().startswith(_SKIP_SCHEMES):
         return None
     try:
         url = urljoin(base, raw)
@@ -55,6 +59,34 @@ def _clean(base: str, raw: str | None) -> str | None:
     if parts.scheme not in ("http", "https"):
         return None
     return url.split("#", 1)[0]
+
+
+# A page's menus, footer and scripts repeat on every page of a site, and a root-relative
+# ("/x", "//host/x") or absolute ("https://…") link resolves the same against any base of
+# the same origin: remember those (they are most links of a page).
+_resolve_from_origin = lru_cache(maxsize=8192)(_resolve)
+_CACHED_MAX_LEN = 512  # a hostile page's megabyte-long links are not kept
+
+
+def _origin(base: str) -> str:
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
+def _clean(base: str, raw: str | None, origin: str | None = None) -> str | None:
+    """An outlink of a page at ``base`` (``origin``: its ``scheme://host/``, when known)."""
+    if not raw:
+        return None
+    raw = raw.strip()
+    if not raw:
+        return None
+    if (
+        origin is not None
+        and len(raw) <= _CACHED_MAX_LEN
+        and (raw[0] == "/" or raw[:8].lower().startswith(("http://", "https://")))
+    ):
+        return _resolve_from_origin(origin, raw)
+    return _resolve(base, raw)
 
 
 def html_outlinks(url: str, text: bytes) -> list[tuple[str, str, str]]:
@@ -71,10 +103,12 @@ def html_outlinks(url: str, text: bytes) -> list[tuple[str, str, str]]:
         if b.get("href"):
             base = urljoin(url, b.get("href").strip())
             break
+    try:
+        origin = _origin(base)
+    except ValueError:
+        origin = None
     out: list[tuple[str, str, str]] = []
-    wanted = {}
-    for tag, attr, hop in _HTML_LINKS:
-        wanted.setdefault(tag, []).append((attr, hop))
+    wanted = _WANTED
     for el in doc.iter(*wanted):
         for attr, hop in wanted[el.tag]:
             value = el.get(attr)
@@ -85,7 +119,7 @@ def html_outlinks(url: str, text: bytes) -> list[tuple[str, str, str]]:
                 hop = "E" if rels & _EMBED_RELS else "L"
             values = [v.strip().split()[0] for v in value.split(",") if v.strip()] if attr == "srcset" else [value]
             for v in values:
-                link = _clean(base, v)
+                link = _clean(base, v, origin)
                 if link:
                     out.append((link, hop, f"{el.tag}/@{attr}"))
     return out
@@ -125,6 +159,13 @@ def xml_outlinks(url: str, text: bytes) -> list[tuple[str, str, str]]:
     return out
 
 
+def reads_links(content_type: str | None) -> bool:
+    """Whether :func:`find_outlinks` reads links out of a body of this media type
+    (HTML, CSS, XML)."""
+    ctype = (content_type or "").split(";", 1)[0].strip().lower()
+    return ctype in ("text/html", "application/xhtml+xml", "text/css") or ctype.endswith("xml")
+
+
 def find_outlinks(
     url: str, content_type: str | None, text: bytes, location: str | None = None
 ) -> list[tuple[str, str, str]]:
@@ -151,3 +192,25 @@ def find_outlinks(
             seen.add(link[0])
             out.append(link)
     return out[:MAX_OUTLINKS]
+
+
+def outlink_fields(
+    url: str, content_type: str | None, body: bytes, content_encodings: list[str], location: str | None = None
+) -> dict[str, list[str] | str]:
+    """The outlink part of a response's ``metadata`` record: ``{"outlink": ["<url>
+    <hop> <context>", …]}`` (Heritrix's line format), plus ``"outlinkError"`` when the
+    body's ``Content-Encoding`` (``content_encodings``, as sent) cannot be decoded. A
+    pure function of its arguments (the crawl may run it in its worker process,
+    crawler/cpu_pool.py)."""
+    from crawler.warc.payload import PayloadError, decode_content, parse_codings
+
+    fields: dict[str, list[str] | str] = {}
+    text = body
+    try:
+        text = decode_content(body, parse_codings(content_encodings))
+    except PayloadError as exc:
+        fields["outlinkError"] = str(exc)
+        text = b""
+    links = find_outlinks(url, content_type, text, location)
+    fields["outlink"] = [f"{link} {hop} {where}" for link, hop, where in links]
+    return fields
