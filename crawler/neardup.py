@@ -22,6 +22,7 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
@@ -54,6 +55,24 @@ def shingles(words: Sequence[str], size: int) -> set[str]:
     if len(words) <= size:
         return {" ".join(words)}
     return {" ".join(words[i : i + size]) for i in range(len(words) - size + 1)}
+
+
+@lru_cache(maxsize=4)
+def _permutations(num_perm: int):
+    # datasketch draws a MinHash's permutations from its seed each time (a fifth of a
+    # signature's cost); they are the same for every signature, so draw them once.
+    return MinHash(num_perm=num_perm, seed=SEED, scheme=SCHEME).permutations
+
+
+def signature_bytes(title: str | None, lead: str | None, body: Sequence[str] | None,
+                    shingle_size: int = DEFAULT_SHINGLE_SIZE, num_perm: int = NUM_PERM) -> bytes:
+    """The MinHash signature of an article's text (word shingles of ``shingle_size``,
+    ``num_perm`` values, datasketch's ``affine32`` scheme and :data:`SEED`) as
+    ``num_perm`` little-endian uint64 — the bytes the state stores. A pure function,
+    so the crawl may run it in its worker process (crawler/cpu_pool.py)."""
+    m = MinHash(num_perm=num_perm, seed=SEED, scheme=SCHEME, permutations=_permutations(num_perm))
+    m.update_batch(s.encode("utf-8") for s in sorted(shingles(words_of(title, lead, body), shingle_size)))
+    return np.asarray(m.hashvalues, dtype="<u8").tobytes()
 
 
 class NearDuplicateIndex:
@@ -106,16 +125,15 @@ class NearDuplicateIndex:
 
     def signature(self, title: str | None, lead: str | None, body: Sequence[str] | None) -> MinHash:
         """MinHash of the article text's word shingles."""
-        m = MinHash(num_perm=self.num_perm, seed=SEED, scheme=SCHEME)
-        m.update_batch(s.encode("utf-8") for s in sorted(shingles(words_of(title, lead, body), self.shingle_size)))
-        return m
+        return self.from_bytes(signature_bytes(title, lead, body, self.shingle_size, self.num_perm))
 
     @staticmethod
     def to_bytes(m: MinHash) -> bytes:
         return np.asarray(m.hashvalues, dtype="<u8").tobytes()
 
     def from_bytes(self, blob: bytes) -> MinHash:
-        return MinHash(seed=SEED, scheme=SCHEME, hashvalues=np.frombuffer(blob, dtype="<u8"))
+        values = np.frombuffer(blob, dtype="<u8")
+        return MinHash(seed=SEED, scheme=SCHEME, hashvalues=values, permutations=_permutations(len(values)))
 
     def _values(self, m: MinHash) -> np.ndarray:
         values = np.asarray(m.hashvalues)

@@ -19,10 +19,12 @@ __all__ = ["INVISIBLE_CHARS", "normalize_text", "is_nfc", "body_text", "word_cou
 #: invisible too and only ever appears as a paste artefact in CMS text.
 INVISIBLE_CHARS = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 
-_DELETE_TABLE = {ord(c): None for c in INVISIBLE_CHARS}
+_INVISIBLE_RE = re.compile(f"[{INVISIBLE_CHARS}]")
 # In a str pattern ``\s`` is Unicode-aware: it covers NBSP (U+00A0), U+2000..U+200A,
-# U+202F, U+3000, line/paragraph separators, tabs and newlines.
-_WS_RE = re.compile(r"\s+")
+# U+202F, U+3000, line/paragraph separators, tabs and newlines. Only runs that change
+# are matched (two or more white-space characters, or one that is not a space): the
+# same result as replacing every ``\s+`` run, without a replacement at every word.
+_WS_RE = re.compile(r"\s{2,}|[^\S ]")
 
 
 def normalize_text(s: str | None, *, decode_entities: bool = True) -> str:
@@ -46,7 +48,8 @@ def normalize_text(s: str | None, *, decode_entities: bool = True) -> str:
         s = html.unescape(s)
     # Invisible characters go before NFC: deleting a ZWSP between two combining marks
     # after composing would leave the marks out of canonical order (not NFC).
-    s = s.translate(_DELETE_TABLE)
+    if _INVISIBLE_RE.search(s):
+        s = _INVISIBLE_RE.sub("", s)
     s = unicodedata.normalize("NFC", s)
     return _WS_RE.sub(" ", s).strip()
 

@@ -54,6 +54,21 @@ def test_normalize_text_invariants(raw: str) -> None:
     assert normalize_text(out, decode_entities=False) == out  # idempotent
 
 
+
+@FAST
+@given(TEXT)
+def test_normalize_text_equals_the_plain_rule(raw: str) -> None:
+    """The fast paths (search before deleting, only changing white-space runs replaced)
+    give what the rule says step by step: delete invisible characters, NFC, every
+    white-space run to one space, strip."""
+    import html
+    import re
+
+    plain = html.unescape(raw).translate({ord(c): None for c in INVISIBLE_CHARS})
+    plain = re.sub(r"\s+", " ", unicodedata.normalize("NFC", plain)).strip()
+    assert normalize_text(raw) == plain
+
+
 @FAST
 @given(title=TEXT, lead=st.none() | TEXT, body=st.lists(TEXT, max_size=6), tags=st.lists(TEXT, max_size=4),
        captions=st.lists(st.none() | TEXT, max_size=3))
