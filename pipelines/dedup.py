@@ -41,6 +41,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from datasketch import MinHash
+
+from crawler.cpu_pool import CpuPool
 from crawler.items import ArticleItem, QuarantineItem
 from crawler.neardup import DEFAULT_SHINGLE_SIZE, DEFAULT_THRESHOLD, NearDuplicateIndex
 from crawler.sites import get_profile
@@ -62,8 +65,10 @@ class DedupPipeline:
     """
 
     def __init__(self, state: State, profile, stats, index: NearDuplicateIndex, run_id: str = "manual",
-                 crawler=None):
+                 crawler=None, pool: CpuPool | None = None):
         self.state = state
+        #: Worker process for signatures (None: computed in-process, synchronously).
+        self.pool = pool
         self.profile = profile
         self.stats = stats
         self.index = index
@@ -93,6 +98,7 @@ class DedupPipeline:
             index,
             s.get("NEWSARCHIVE_RUN_ID", "manual"),
             crawler,
+            pool if (pool := CpuPool.for_crawler(crawler)).workers else None,
         )
 
     def open_spider(self):
@@ -114,18 +120,34 @@ class DedupPipeline:
         self.state.close()
 
     def process_item(self, item):
+        """The annotated item (:meth:`classify`); with a worker process, an awaitable of
+        it (Scrapy awaits it): the signature is computed there first, then the item is
+        classified on the reactor thread in one step, so no other item's decision
+        interleaves with it."""
         if isinstance(item, QuarantineItem):
             # The page row stays pending until the quarantine batch is durable
             # (mark_published with the page URL), like an article's.
             return item
         if not isinstance(item, ArticleItem):
             return item
-        return self.classify(item)
+        if self.pool is None:
+            return self.classify(item)
+        return self._classify_with_pool(item)
+
+    async def _classify_with_pool(self, item: ArticleItem) -> ArticleItem:
+        # Computed for every article, though a duplicate does not need it: knowing
+        # that takes the state, which is read in classify() alone.
+        blob = await self.pool.run(
+            "signature", item.get("title"), item.get("lead"), list(item.get("body") or ()),
+            self.index.shingle_size, self.index.num_perm,
+        )
+        return self.classify(item, self.index.from_bytes(blob))
 
     # ------------------------------------------------------------------ decisions
-    def classify(self, item: ArticleItem) -> ArticleItem:
+    def classify(self, item: ArticleItem, signature: MinHash | None = None) -> ArticleItem:
         """Annotate ``item`` with its dedup outcome, version and near-duplicate link;
-        update the state."""
+        update the state. ``signature``: the MinHash of the item's text when already
+        computed (else it is computed here when needed)."""
         canon = self.profile.canonicalize_url
         key = canon(item.get("canonical_url") or item["url"])
         # The canonical page itself (tracking parameters aside), not a copy on the
@@ -156,7 +178,7 @@ class DedupPipeline:
                 status = "new"
                 item["version"] = 1
                 item["previous_sha256"] = None
-                sig = self.index.signature(item.get("title"), item.get("lead"), item.get("body"))
+                sig = self._signature(item, signature)
                 original = self._near_duplicate_original(item, key, sig)
                 near = original is not None
                 item["near_duplicate_of"] = original
@@ -168,14 +190,14 @@ class DedupPipeline:
         elif own_page and key in self._provisional:
             status = "duplicate"
             self._provisional.discard(key)
-            sig = self.index.signature(item.get("title"), item.get("lead"), item.get("body"))
+            sig = self._signature(item, signature)
             self._record(key, item, sha, known.version, sig=sig, near_duplicate_of=known.near_duplicate_of)
         elif own_page:
             status = "updated"
             item["version"] = known.version + 1
             item["previous_sha256"] = known.content_sha256
             item["near_duplicate_of"] = known.near_duplicate_of
-            sig = self.index.signature(item.get("title"), item.get("lead"), item.get("body"))
+            sig = self._signature(item, signature)
             self._record(key, item, sha, known.version + 1, sig=sig, previous=known.content_sha256,
                          near_duplicate_of=known.near_duplicate_of)
         else:
@@ -188,6 +210,11 @@ class DedupPipeline:
         item["dedup"] = {"status": status, "article_key": key, "canonical_page": own_page, "near_duplicate": near}
         self.stats.inc_value(f"newsarchive/dedup/{'near_duplicate' if near else status}")
         return item
+
+    def _signature(self, item: ArticleItem, computed: MinHash | None) -> MinHash:
+        if computed is not None:
+            return computed
+        return self.index.signature(item.get("title"), item.get("lead"), item.get("body"))
 
     def _record(self, key, item, sha, version, *, sig, previous=None, near_duplicate_of=None) -> None:
         self.state.record(

@@ -20,6 +20,7 @@ every violation.
 
 from __future__ import annotations
 
+from crawler.cpu_pool import CpuPool
 from crawler.items import ArticleItem, QuarantineItem, record_of
 from crawler.schema import Violation, quarantine_reason, validate_record, validate_stage
 
@@ -54,21 +55,36 @@ def _judge(stats, item: ArticleItem, violations, ok: str, quarantined: str):
     return out
 
 
+async def _judge_in_pool(pool: CpuPool, step: str, record: dict, stats, item: ArticleItem, ok: str, quarantined: str):
+    return _judge(stats, item, await pool.run(step, record), ok, quarantined)
+
+
+def _pool_of(crawler) -> CpuPool | None:
+    pool = CpuPool.for_crawler(crawler)
+    return pool if pool.workers else None
+
+
 class ValidatePipeline:
     """Turns an :class:`ArticleItem` that breaks the schema (dedup's fields aside) into a
     :class:`QuarantineItem`. Stats: ``newsarchive/validate/ok``,
-    ``newsarchive/validate/quarantined`` and ``newsarchive/validate/quarantine/<reason>``."""
+    ``newsarchive/validate/quarantined`` and ``newsarchive/validate/quarantine/<reason>``.
 
-    def __init__(self, stats):
+    With a worker process (``pool``, crawler/cpu_pool.py) the check runs there and
+    ``process_item`` returns an awaitable of the outcome, which Scrapy awaits."""
+
+    def __init__(self, stats, pool: CpuPool | None = None):
         self.stats = stats
+        self.pool = pool
 
     @classmethod
     def from_crawler(cls, crawler):
-        return cls(crawler.stats)
+        return cls(crawler.stats, _pool_of(crawler))
 
     def process_item(self, item):
         if not isinstance(item, ArticleItem):
             return item
+        if self.pool is not None:
+            return _judge_in_pool(self.pool, "validate_stage", record_of(item), self.stats, item, "ok", "quarantined")
         return _judge(self.stats, item, validation_errors(item), "ok", "quarantined")
 
 
@@ -79,13 +95,14 @@ class RecordGatePipeline:
     ``newsarchive/validate/record_ok``, ``newsarchive/validate/record_quarantined`` and
     ``newsarchive/validate/quarantine/<reason>``."""
 
-    def __init__(self, stats, site: str):
+    def __init__(self, stats, site: str, pool: CpuPool | None = None):
         self.stats = stats
         self.site = site
+        self.pool = pool
 
     @classmethod
     def from_crawler(cls, crawler):
-        return cls(crawler.stats, crawler.settings.get("NEWSARCHIVE_SITE", "baotuyenquang"))
+        return cls(crawler.stats, crawler.settings.get("NEWSARCHIVE_SITE", "baotuyenquang"), _pool_of(crawler))
 
     def process_item(self, item):
         if not isinstance(item, ArticleItem):
@@ -94,4 +111,6 @@ class RecordGatePipeline:
             return item
         record = record_of(item)
         record.setdefault("site", self.site)  # the publisher stamps the site
+        if self.pool is not None:
+            return _judge_in_pool(self.pool, "validate_record", record, self.stats, item, "record_ok", "record_quarantined")
         return _judge(self.stats, item, validate_record(record), "record_ok", "record_quarantined")

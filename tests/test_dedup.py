@@ -33,7 +33,9 @@ class _Crawler:
     def __init__(self, tmp_path):
         from scrapy.settings import Settings
 
-        self.settings = Settings({"NEWSARCHIVE_STATE_DIR": str(tmp_path), "NEWSARCHIVE_SITE": "baotuyenquang"})
+        # No worker process: these tests call process_item and read its result at once.
+        self.settings = Settings({"NEWSARCHIVE_STATE_DIR": str(tmp_path), "NEWSARCHIVE_SITE": "baotuyenquang",
+                                  "NEWSARCHIVE_CPU_WORKERS": 0})
         self.stats = MemoryStatsCollector(self)
 
 
@@ -220,7 +222,8 @@ def crawl_run(tmp_path, run_id: str):
     from scrapy.settings import Settings
 
     crawler = _Crawler(tmp_path / "state")
-    crawler.settings = Settings({"NEWSARCHIVE_STATE_DIR": str(tmp_path / "state"), "NEWSARCHIVE_RUN_ID": run_id})
+    crawler.settings = Settings({"NEWSARCHIVE_STATE_DIR": str(tmp_path / "state"), "NEWSARCHIVE_RUN_ID": run_id,
+                                 "NEWSARCHIVE_CPU_WORKERS": 0})
     dedup = DedupPipeline.from_crawler(crawler)
     publisher = PublishPipeline(LocalStore(tmp_path / "archive"), run_id, 500, "baotuyenquang", crawler.stats,
                                 crawler=crawler, spool_dir=tmp_path / "state" / "spool")
@@ -365,7 +368,8 @@ def test_the_publish_stage_marks_its_batch_published_after_writing_it(tmp_path):
     from scrapy.settings import Settings
 
     crawler = _Crawler(tmp_path)
-    crawler.settings = Settings({"NEWSARCHIVE_STATE_DIR": str(tmp_path / "state"), "NEWSARCHIVE_STORE": str(tmp_path / "store")})
+    crawler.settings = Settings({"NEWSARCHIVE_STATE_DIR": str(tmp_path / "state"), "NEWSARCHIVE_STORE": str(tmp_path / "store"),
+                                 "NEWSARCHIVE_CPU_WORKERS": 0})
     dedup = DedupPipeline.from_crawler(crawler)
     # The contract with the publish stage: the state is on the crawler before the
     # publisher (a later pipeline) is built.

@@ -82,7 +82,7 @@ closed-file hook runs, so uploaders ship both. At start-up, ``.open`` files of
 a killed run are recovered and closed files left behind (upload failed, or the
 process died before uploading) are put through the same hook.
 
-Threading: warcio compresses with zlib level 9 (~14 MB/s), so every write
+Threading: compressing records and listing outlinks take time, so every write
 runs on a single-worker executor thread ("warc-writer"), never on the
 reactor thread. One worker serialises writes, which keeps offsets and
 rollover consistent. ``process_response`` awaits the write, so the pointer
@@ -157,8 +157,8 @@ from twisted.internet.threads import deferToThread
 from crawler.middlewares.maxsize import TRUNCATED_META
 from crawler.warc.cdxj import ensure_cdxj
 from crawler.warc.digests import Capture, PayloadDigestIndex
-from crawler.warc.outlinks import find_outlinks
-from crawler.warc.payload import PayloadError, decode_content, parse_codings
+from crawler.cpu_pool import CpuPool
+from crawler.warc.outlinks import outlink_fields, reads_links
 from crawler.warc.writer import (
     PROFILE_IDENTICAL_PAYLOAD,
     PROFILE_SERVER_NOT_MODIFIED,
@@ -440,6 +440,9 @@ class WarcCaptureMiddleware:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warc-writer")
         self._warned_zstd = False
         self._shut_down = False
+        #: Worker process that lists outlinks (None: the writer thread lists them).
+        pool = CpuPool.for_crawler(crawler)
+        self.pool = pool if pool.workers else None
 
     @classmethod
     def from_crawler(cls, crawler: "Crawler") -> "WarcCaptureMiddleware":
@@ -563,19 +566,17 @@ class WarcCaptureMiddleware:
         return Revisit(PROFILE_IDENTICAL_PAYLOAD, original.url, original.warc_date, original.record_id), original
 
     @staticmethod
-    def _metadata_fields(kwargs: dict[str, Any], context: dict[str, Any], full: bool) -> dict[str, Any]:
+    def _outlink_args(kwargs: dict[str, Any], context: dict[str, Any]) -> tuple:
+        encodings = [v for k, v in kwargs["response_headers"] if k.lower() == "content-encoding"]
+        return (kwargs["url"], context.get("content_type"), kwargs["body"], encodings, context.get("location"))
+
+    @classmethod
+    def _metadata_fields(cls, kwargs: dict[str, Any], context: dict[str, Any], full: bool) -> dict[str, Any]:
         fields: dict[str, Any] = {"via": context.get("via"), "fetchTimeMs": context.get("fetchTimeMs")}
         if not full:
             return fields
-        text = kwargs["body"]
-        codings = parse_codings([v for k, v in kwargs["response_headers"] if k.lower() == "content-encoding"])
-        try:
-            text = decode_content(text, codings)
-        except PayloadError as exc:
-            fields["outlinkError"] = str(exc)
-            text = b""
-        links = find_outlinks(kwargs["url"], context.get("content_type"), text, context.get("location"))
-        fields["outlink"] = [f"{url} {hop} {where}" for url, hop, where in links]
+        outlinks = context.get("outlinks")  # listed by the worker process already
+        fields.update(outlinks if outlinks is not None else outlink_fields(*cls._outlink_args(kwargs, context)))
         return fields
 
     def _write_job(
@@ -665,6 +666,14 @@ class WarcCaptureMiddleware:
             )
 
         meta = request.meta
+        if self.metadata and self.pool is not None and (reads_links(context.get("content_type")) or context.get("location")):
+            # Listed for every response, though a revisit's metadata record names none:
+            # the writer thread decides revisits, and the worker's time is not ours.
+            try:
+                context["outlinks"] = await self.pool.run("outlinks", *self._outlink_args(kwargs, context))
+            except Exception as exc:  # never lose the capture over its outlinks
+                logger.warning("listing the outlinks of %s failed: %r", response.url, exc)
+                context["outlinks"] = {"outlinkError": repr(exc)[:300], "outlink": []}
         try:
             ptr, original, nbytes, nrecords = await self._in_writer_thread(self._write_job, kwargs, context)
         except Exception as exc:

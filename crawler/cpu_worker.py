@@ -1,0 +1,85 @@
+"""The CPU worker process (``python -m crawler.cpu_worker``), driven by
+:class:`crawler.cpu_pool.CpuPool`.
+
+It runs only the pure steps named in :data:`STEPS`. Frames on stdin and stdout are a
+4-byte big-endian length and a pickle: ``(task_id, step, args)`` in,
+``(task_id, ok, result_or_exception)`` out. Pickles come only from the crawl process
+that started this one, over its own pipe. EOF on stdin (the crawl ended or died)
+ends the worker; SIGINT and SIGTERM are ignored (the crawl process decides when
+to stop, then closes the pipe).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import sys
+from typing import Any, BinaryIO, Callable
+
+_HEADER = struct.Struct(">I")
+
+
+def _steps() -> dict[str, Callable[..., Any]]:
+    from crawler.neardup import signature_bytes
+    from crawler.schema import validate_record, validate_stage
+    from crawler.warc.outlinks import outlink_fields
+
+    return {
+        "signature": signature_bytes,
+        "outlinks": outlink_fields,
+        "validate_record": validate_record,
+        "validate_stage": validate_stage,
+    }
+
+
+#: Step names the crawl may ask for (the same names :class:`CpuPool` runs in-process).
+STEPS = ("signature", "outlinks", "validate_record", "validate_stage")
+
+
+def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
+    chunks, left = [], n
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def serve(inp: BinaryIO, out: BinaryIO) -> None:
+    """Answer frames from ``inp`` on ``out`` until EOF."""
+    steps = _steps()
+    while True:
+        header = _read_exactly(inp, _HEADER.size)
+        if header is None:
+            return
+        payload = _read_exactly(inp, _HEADER.unpack(header)[0])
+        if payload is None:
+            return
+        task_id, step, args = pickle.loads(payload)
+        try:
+            reply = (task_id, True, steps[step](*args))
+        except Exception as exc:  # returned to the caller, who raises it
+            reply = (task_id, False, exc)
+        try:
+            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # an unpicklable exception: send its text
+            data = pickle.dumps((task_id, False, RuntimeError(repr(exc))), protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(_HEADER.pack(len(data)) + data)
+        out.flush()
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Frames go out on the original stdout; anything a library prints goes to stderr.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(sys.stdin.buffer, out)
+
+
+if __name__ == "__main__":
+    main()
