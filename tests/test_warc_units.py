@@ -206,8 +206,19 @@ def test_digest_index_staged_until_file_closed_then_persisted(tmp_path):
     # a discarded file's captures are forgotten
     b = _cap("sha1:BBB", "https://h.test/b", file="G.warc.gz")
     again.stage(b)
+    again.stage_revisit("https://h.test/r", "G.warc.gz")
+    assert again.has_url("https://h.test/r")
+    # staged captures belong to the process that wrote them: another connection to the
+    # same file (a peer process) does not see them
+    peer = PayloadDigestIndex(path, str(tmp_path / "store"))
+    assert peer.lookup("sha1:BBB", "https://h.test/b") is None and not peer.has_url("https://h.test/r")
     again.discard_file("G.warc.gz")
     assert again.lookup("sha1:BBB", "https://h.test/b") is None
+    assert not again.has_url("https://h.test/r")
+    # a committed revisit URL is kept
+    again.stage_revisit("https://h.test/r", "H.warc.gz")
+    again.commit_file("H.warc.gz")
+    assert peer.has_url("https://h.test/r")
 
 
 def test_digest_index_prefers_same_url_then_earliest(tmp_path):

@@ -12,7 +12,8 @@ that names the original through ``WARC-Refers-To-Target-URI``,
 
 Durability rule: a capture is only *committed* (written to SQLite) once the
 WARC file holding it is closed (renamed from ``.open``). Until then it is
-*staged* in memory, still visible to lookups in the same process. A process
+*staged* in temporary tables of this process's connection (on disk, not in
+memory), still visible to lookups in the same process. A process
 killed mid-file therefore never leaves an index entry pointing at a record that
 recovery later cut off; recovery re-adds the records that survived
 (:meth:`PayloadDigestIndex.add_from_warc`).
@@ -57,6 +58,19 @@ CREATE TABLE IF NOT EXISTS revisited_urls (
     url             TEXT NOT NULL,
     PRIMARY KEY (store, url)
 );
+"""
+
+
+_COLUMNS = "digest, url, warc_date, record_id, status, file, offset, length"
+
+# Captures written to still-open files (see "Durability rule"), per connection.
+_STAGING = f"""
+CREATE TEMP TABLE staged (seq INTEGER PRIMARY KEY, {_COLUMNS});
+CREATE INDEX temp.staged_by_digest ON staged (digest, url);
+CREATE INDEX temp.staged_by_url ON staged (url, warc_date);
+CREATE INDEX temp.staged_by_file ON staged (file);
+CREATE TEMP TABLE staged_revisits (file TEXT NOT NULL, url TEXT NOT NULL, PRIMARY KEY (file, url));
+CREATE INDEX temp.staged_revisits_by_url ON staged_revisits (url);
 """
 
 
@@ -120,14 +134,11 @@ class PayloadDigestIndex:
         with self.db:
             self.db.executescript(_SCHEMA)
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        #: file name → captures written to that (still open) file.
-        self._staged: dict[str, list[Capture]] = {}
-        #: file name → URLs archived as revisits in that (still open) file.
-        self._staged_urls: dict[str, set[str]] = {}
-        # The same staged captures by payload digest and by URL, in staging order:
-        # look-ups run once per exchange, and an open file holds thousands.
-        self._staged_by_digest: dict[str, list[Capture]] = {}
-        self._staged_by_url: dict[str, list[Capture]] = {}
+        # Staged captures live in TEMP tables of this connection: private to this
+        # process, dropped with it, and on disk rather than in memory (a crawl's WARC
+        # file holds tens of thousands of captures before it rolls over).
+        self.db.execute("PRAGMA temp_store=FILE")
+        self.db.executescript(_STAGING)
 
     # ------------------------------------------------------------ look-ups
     def lookup(self, digest: str, url: str, any_url: bool = False) -> Capture | None:
@@ -138,33 +149,46 @@ class PayloadDigestIndex:
         deduplication: replay tools resolve it most reliably, and a page's
         bytes stay under its own URL). ``any_url`` also accepts the earliest
         capture of the payload under another URL (a URL-agnostic revisit,
-        WARC 1.1 §6.7.2), when there is none under this one."""
+        WARC 1.1 §6.7.2), when there is none under this one. A committed capture
+        comes before a staged one."""
         with self._lock:
-            staged = list(self._staged_by_digest.get(digest, ()))
             row = self.db.execute(
-                "SELECT digest, url, warc_date, record_id, status, file, offset, length FROM captures "
+                f"SELECT {_COLUMNS} FROM captures "
                 "WHERE store=? AND digest=? ORDER BY (url=?) DESC, warc_date ASC LIMIT 1",
                 (self.store, digest, url),
             ).fetchone()
-        committed = Capture(*row) if row else None
-        same = [c for c in ([committed] if committed else []) + staged if c.url == url]
-        if same:
-            return same[0]
+            committed = Capture(*row) if row else None
+            if committed is not None and committed.url == url:
+                return committed
+            row = self.db.execute(
+                f"SELECT {_COLUMNS} FROM temp.staged WHERE digest=? ORDER BY (url=?) DESC, seq ASC LIMIT 1",
+                (digest, url),
+            ).fetchone()
+        staged = Capture(*row) if row else None
+        if staged is not None and staged.url == url:
+            return staged
         if not any_url:
             return None
-        return committed or (staged[0] if staged else None)
+        return committed or staged
 
     def latest_for_url(self, url: str) -> Capture | None:
         """The latest full capture of ``url`` (for ``server-not-modified``
         revisits of a 304 answer), or ``None``."""
         with self._lock:
-            staged = list(self._staged_by_url.get(url, ()))
-            row = self.db.execute(
-                "SELECT digest, url, warc_date, record_id, status, file, offset, length FROM captures "
-                "WHERE store=? AND url=? ORDER BY warc_date DESC LIMIT 1",
-                (self.store, url),
-            ).fetchone()
-        candidates = staged + ([Capture(*row)] if row else [])
+            candidates = [
+                Capture(*r)
+                for r in (
+                    self.db.execute(
+                        f"SELECT {_COLUMNS} FROM temp.staged WHERE url=? ORDER BY warc_date DESC, seq ASC LIMIT 1",
+                        (url,),
+                    ).fetchone(),
+                    self.db.execute(
+                        f"SELECT {_COLUMNS} FROM captures WHERE store=? AND url=? ORDER BY warc_date DESC LIMIT 1",
+                        (self.store, url),
+                    ).fetchone(),
+                )
+                if r
+            ]
         return max(candidates, key=lambda c: c.warc_date) if candidates else None
 
     def has_url(self, url: str) -> bool:
@@ -173,60 +197,58 @@ class PayloadDigestIndex:
         if self.latest_for_url(url) is not None:
             return True
         with self._lock:
-            if any(url in urls for urls in self._staged_urls.values()):
-                return True
-            row = self.db.execute(
-                "SELECT 1 FROM revisited_urls WHERE store=? AND url=?", (self.store, url)
-            ).fetchone()
+            row = self.db.execute("SELECT 1 FROM temp.staged_revisits WHERE url=? LIMIT 1", (url,)).fetchone()
+            if row is None:
+                row = self.db.execute(
+                    "SELECT 1 FROM revisited_urls WHERE store=? AND url=?", (self.store, url)
+                ).fetchone()
         return row is not None
 
     # -------------------------------------------------------------- writes
     def stage(self, capture: Capture) -> None:
         """Remember a capture written to a still-open file (see module docstring)."""
+        c = capture
         with self._lock:
-            self._staged.setdefault(capture.file, []).append(capture)
-            self._staged_by_digest.setdefault(capture.digest, []).append(capture)
-            self._staged_by_url.setdefault(capture.url, []).append(capture)
+            self.db.execute(
+                f"INSERT INTO temp.staged ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                (c.digest, c.url, c.warc_date, c.record_id, c.status, c.file, c.offset, c.length),
+            )
 
     def stage_revisit(self, url: str, file: str) -> None:
         """Remember that ``url`` was archived as a revisit in a still-open file
         (for :meth:`has_url`; a revisit is never an original)."""
         with self._lock:
-            self._staged_urls.setdefault(file, set()).add(url)
+            self.db.execute("INSERT OR IGNORE INTO temp.staged_revisits VALUES (?,?)", (file, url))
 
     def commit_file(self, file: str) -> int:
         """Commit the captures staged for ``file`` (its name, now closed); returns
         how many full captures."""
         with self._lock:
-            captures = self._unstage(file)
-            urls = self._staged_urls.pop(file, set())
-            self._insert(captures)
-            if urls:
-                with self.db:
-                    self.db.executemany(
-                        "INSERT OR IGNORE INTO revisited_urls VALUES (?,?)", [(self.store, u) for u in sorted(urls)]
-                    )
-        return len(captures)
+            with self.db:
+                self.db.execute("BEGIN")
+                n = self.db.execute("SELECT count(*) FROM temp.staged WHERE file=?", (file,)).fetchone()[0]
+                self.db.execute(
+                    f"INSERT OR IGNORE INTO captures SELECT ?, {_COLUMNS} FROM temp.staged WHERE file=? ORDER BY seq",
+                    (self.store, file),
+                )
+                self.db.execute(
+                    "INSERT OR IGNORE INTO revisited_urls SELECT ?, url FROM temp.staged_revisits "
+                    "WHERE file=? ORDER BY url",
+                    (self.store, file),
+                )
+                self._unstage(file)
+        return n
 
     def discard_file(self, file: str) -> None:
         """Forget staged captures of a file that will never be closed."""
         with self._lock:
-            self._unstage(file)
-            self._staged_urls.pop(file, None)
+            with self.db:
+                self.db.execute("BEGIN")
+                self._unstage(file)
 
-    def _unstage(self, file: str) -> list[Capture]:
-        """Take ``file``'s staged captures out of the staging maps (under _lock)."""
-        captures = self._staged.pop(file, [])
-        for c in captures:
-            for index, key in ((self._staged_by_digest, c.digest), (self._staged_by_url, c.url)):
-                if key not in index:
-                    continue  # an earlier capture of this file with the same key emptied it
-                kept = [k for k in index[key] if k.file != file]
-                if kept:
-                    index[key] = kept
-                else:
-                    del index[key]
-        return captures
+    def _unstage(self, file: str) -> None:
+        self.db.execute("DELETE FROM temp.staged WHERE file=?", (file,))
+        self.db.execute("DELETE FROM temp.staged_revisits WHERE file=?", (file,))
 
     def _insert(self, captures: list[Capture]) -> None:
         if not captures:
