@@ -4,7 +4,7 @@ A crawl is one Python process, and its Python code takes turns on one core (the
 GIL): the reactor thread (Scrapy, the spider, the item pipelines) and the WARC
 writer thread slow each other down while the machine's other cores idle. Steps
 that are pure functions of their arguments — the MinHash signature of an article
-(pipelines/dedup.py), the record schema checks (pipelines/validate.py), the
+(pipelines/dedup.py), the validate stage's schema check (pipelines/validate.py), the
 outlinks of a page for its WARC ``metadata`` record (crawler/middlewares/
 warc_capture.py) — run in a worker process (:mod:`crawler.cpu_worker`), and the
 crawl process only pickles arguments and results (bench/ANALYSIS.md has the
@@ -24,6 +24,10 @@ Workers start on first use and ignore SIGINT/SIGTERM; they exit when the crawl
 closes their stdin (engine stopped) or dies. If a worker dies, its unanswered
 steps are run in-process, the run goes on without workers, and
 ``newsarchive/cpu_pool/broken`` is counted: a worker costs speed, never a result.
+
+Waiting for a worker reorders items (and responses): only stages whose outcome does
+not depend on order use it. Nothing between dedup and publish may (see
+:class:`pipelines.validate.RecordGatePipeline`).
 """
 
 from __future__ import annotations

@@ -93,16 +93,19 @@ class RecordGatePipeline:
     record (dedup status ``new`` or ``updated``; duplicates only add a URL to a record)
     must validate against the complete record schema, else it is quarantined. Stats:
     ``newsarchive/validate/record_ok``, ``newsarchive/validate/record_quarantined`` and
-    ``newsarchive/validate/quarantine/<reason>``."""
+    ``newsarchive/validate/quarantine/<reason>``.
 
-    def __init__(self, stats, site: str, pool: CpuPool | None = None):
+    It runs in-process, never in the CPU worker: from dedup to publish an item must not
+    wait, or a duplicate page (which this check lets through at once) could reach publish
+    before its article's record, and its URL would miss the record's ``urls``."""
+
+    def __init__(self, stats, site: str):
         self.stats = stats
         self.site = site
-        self.pool = pool
 
     @classmethod
     def from_crawler(cls, crawler):
-        return cls(crawler.stats, crawler.settings.get("NEWSARCHIVE_SITE", "baotuyenquang"), _pool_of(crawler))
+        return cls(crawler.stats, crawler.settings.get("NEWSARCHIVE_SITE", "baotuyenquang"))
 
     def process_item(self, item):
         if not isinstance(item, ArticleItem):
@@ -111,6 +114,4 @@ class RecordGatePipeline:
             return item
         record = record_of(item)
         record.setdefault("site", self.site)  # the publisher stamps the site
-        if self.pool is not None:
-            return _judge_in_pool(self.pool, "validate_record", record, self.stats, item, "record_ok", "record_quarantined")
         return _judge(self.stats, item, validate_record(record), "record_ok", "record_quarantined")
