@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -87,13 +87,16 @@ class NearDuplicateIndex:
     about 5 KiB an article (a 50,000-article crawl: 250 MiB) against about 0.8 KiB here
     (``b`` 64-bit band hashes, the signature as ``num_perm`` 32-bit values, the key).
     A query compares the band hashes of every indexed article (a vectorised scan:
-    about 1 ms at 50,000). Band hashes are 64-bit digests of the band's values: two
+    about 1 ms at 50,000). With ``signature_of`` (the crawl passes its state's
+    :meth:`~crawler.state.State.signature`), signatures are not kept here at all: only
+    the band hashes (``b`` × 8 bytes an article) and the key, and a candidate's
+    signature is read back to confirm it. Band hashes are 64-bit digests of the band's values: two
     different bands share one with probability 2⁻⁶⁴, and a candidate is confirmed by
     the signature estimate anyway.
     """
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, shingle_size: int = DEFAULT_SHINGLE_SIZE,
-                 num_perm: int = NUM_PERM):
+                 num_perm: int = NUM_PERM, signature_of: Callable[[str, str], bytes | None] | None = None):
         if not 0 < threshold <= 1:
             raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
         if shingle_size < 1:
@@ -101,6 +104,9 @@ class NearDuplicateIndex:
         self.threshold = threshold
         self.shingle_size = shingle_size
         self.num_perm = num_perm
+        #: Where signatures are read back, ``(key, params) -> bytes | None`` (the crawl
+        #: state's :meth:`~crawler.state.State.signature`); None: kept in memory here.
+        self._signature_of = signature_of
         lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)  # for its (b, r) only
         self.bands, self.rows = lsh.b, lsh.r
         #: Row of the arrays -> key (None: removed); key -> row.
@@ -158,11 +164,13 @@ class NearDuplicateIndex:
         self.remove(key)
         row = len(self._keys)
         block, i = divmod(row, BLOCK_ROWS)
-        if block == len(self._sig_blocks):
-            self._sig_blocks.append(np.zeros((BLOCK_ROWS, self.num_perm), dtype=np.uint32))
+        if block == len(self._band_blocks):
+            if self._signature_of is None:
+                self._sig_blocks.append(np.zeros((BLOCK_ROWS, self.num_perm), dtype=np.uint32))
             self._band_blocks.append(np.zeros((BLOCK_ROWS, self.bands), dtype=np.uint64))
             self._alive_blocks.append(np.zeros(BLOCK_ROWS, dtype=bool))
-        self._sig_blocks[block][i] = values
+        if self._signature_of is None:
+            self._sig_blocks[block][i] = values
         self._band_blocks[block][i] = self._band_hashes(values)
         self._alive_blocks[block][i] = True
         self._keys.append(key)
@@ -173,8 +181,17 @@ class NearDuplicateIndex:
         row = self._row_of.get(key)
         if row is None:
             return None
+        if self._signature_of is not None:
+            return self._signature_of(key, self.params)
         block, i = divmod(row, BLOCK_ROWS)
         return self._sig_blocks[block][i].astype("<u8").tobytes()
+
+    def _equal_values(self, key: str | None, values: np.ndarray) -> int | None:
+        """How many of ``values`` equal the stored signature of ``key`` (None: gone)."""
+        blob = self._signature_of(key, self.params) if key is not None else None
+        if blob is None or len(blob) != 8 * self.num_perm:
+            return None
+        return int(np.count_nonzero(np.frombuffer(blob, dtype="<u8") == values.astype(np.uint64)))
 
     def remove(self, key: str) -> None:
         row = self._row_of.pop(key, None)
@@ -201,15 +218,19 @@ class NearDuplicateIndex:
         # Candidates: any band equal (as MinHashLSH.query); confirmed by the estimate.
         query = self._band_hashes(values)
         rows, same = [], []
-        for block, (bands, sigs, alive) in enumerate(zip(self._band_blocks, self._sig_blocks, self._alive_blocks)):
+        for block, (bands, alive) in enumerate(zip(self._band_blocks, self._alive_blocks)):
             hit = np.flatnonzero((bands == query).any(axis=1) & alive)
-            if len(hit):
-                rows.extend((hit + block * BLOCK_ROWS).tolist())
-                same.extend(np.count_nonzero(sigs[hit] == values, axis=1).tolist())
+            if not len(hit):
+                continue
+            rows.extend((hit + block * BLOCK_ROWS).tolist())
+            if self._signature_of is None:
+                same.extend(np.count_nonzero(self._sig_blocks[block][hit] == values, axis=1).tolist())
+        if self._signature_of is not None:
+            same = [self._equal_values(self._keys[row], values) for row in rows]
         found = []
         for row, equal in zip(rows, same):
             key = self._keys[row]
-            if key == exclude:
+            if key == exclude or equal is None:
                 continue
             jaccard = float(np.float64(equal) / np.float64(self.num_perm))  # as MinHash.jaccard
             if jaccard >= self.threshold:

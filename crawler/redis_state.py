@@ -213,6 +213,9 @@ class RedisState(State):
         rows = self.r.hgetall(self.k("sigs", minhash_params))
         return iter(sorted((_s(k), v) for k, v in rows.items()))
 
+    def signature(self, article_key: str, minhash_params: str) -> bytes | None:
+        return self.r.hget(self.k("sigs", minhash_params), article_key)
+
     def signature_updates(self, minhash_params: str, cursor: int) -> tuple[list[tuple[str, bytes]], int]:
         """Signatures that changed since ``cursor`` (a position in the change log),
         and the new cursor: how a process learns its peers' new articles."""

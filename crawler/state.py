@@ -192,6 +192,11 @@ class State(ABC):
         signature was built with ``minhash_params``."""
 
     @abstractmethod
+    def signature(self, article_key: str, minhash_params: str) -> bytes | None:
+        """The signature of the article's current version if it was built with
+        ``minhash_params``, else ``None`` (what :meth:`signatures` gives for this key)."""
+
+    @abstractmethod
     def mark_published(self, keys: Iterable[str]) -> None:
         """Everything recorded for these keys is durable in the store now. ``keys`` are
         article keys (``item["dedup"]["article_key"]``) and, for quarantine entries, the
@@ -409,6 +414,15 @@ class SQLiteState(State):
             (minhash_params,),
         )
         return iter(rows)
+
+    def signature(self, article_key: str, minhash_params: str) -> bytes | None:
+        rows = self._query(
+            "SELECT v.minhash FROM versions v JOIN articles a "
+            "ON a.article_key=v.article_key AND a.version=v.version "
+            "WHERE v.article_key=? AND v.minhash IS NOT NULL AND v.minhash_params=?",
+            (article_key, minhash_params),
+        )
+        return rows[0][0] if rows else None
 
     def mark_published(self, keys: Iterable[str]) -> None:
         keys = list(dict.fromkeys(keys))

@@ -82,12 +82,15 @@ class DedupPipeline:
     @classmethod
     def from_crawler(cls, crawler):
         s = crawler.settings
+        state = open_state(s.get("NEWSARCHIVE_STATE_URL") or None, Path(s.get("NEWSARCHIVE_STATE_DIR", "state")),
+                           s.get("NEWSARCHIVE_WORKER_ID") or None)
+        # Signatures stay in the state: the index keeps band hashes only (memory
+        # per article does not grow a crawl by its signatures).
         index = NearDuplicateIndex(
             s.getfloat("NEWSARCHIVE_NEARDUP_THRESHOLD", DEFAULT_THRESHOLD),
             s.getint("NEWSARCHIVE_SHINGLE_SIZE", DEFAULT_SHINGLE_SIZE),
+            signature_of=state.signature,
         )
-        state = open_state(s.get("NEWSARCHIVE_STATE_URL") or None, Path(s.get("NEWSARCHIVE_STATE_DIR", "state")),
-                           s.get("NEWSARCHIVE_WORKER_ID") or None)
         # Exposed at once: the publish stage (built after this one) may look for it in
         # its own from_crawler.
         crawler.newsarchive_state = state

@@ -97,15 +97,20 @@ def test_bad_settings_are_refused(threshold, size):
         NearDuplicateIndex(threshold, size)
 
 
-def test_the_index_finds_what_datasketch_minhashlsh_finds():
+@pytest.mark.parametrize("signatures_kept", ["in the index", "in a store"])
+def test_the_index_finds_what_datasketch_minhashlsh_finds(signatures_kept):
     """Our array-backed index keeps datasketch's banding; datasketch's MinHashLSH is the
-    oracle: over gold articles and random edits of them, the same keys come back."""
+    oracle: over gold articles and random edits of them, the same keys come back. The
+    same with the signatures read back from a store (as the crawl's state), and then
+    the index holds none itself."""
     import random
 
     from datasketch import MinHashLSH
 
     rng = random.Random(7)
-    ours = NearDuplicateIndex()
+    store: dict[str, bytes] = {}
+    ours = NearDuplicateIndex(
+        signature_of=(lambda key, params: store.get(key)) if signatures_kept == "in a store" else None)
     lsh = MinHashLSH(threshold=ours.threshold, num_perm=ours.num_perm)
     texts = {}
     for g in RECORDS:
@@ -116,8 +121,10 @@ def test_the_index_finds_what_datasketch_minhashlsh_finds():
             texts[f"{aid}-{n}"] = body
     sigs = {k: ours.signature(None, None, body) for k, body in texts.items()}
     for key, m in sigs.items():
+        store[key] = ours.to_bytes(m)
         ours.add(key, m)
         lsh.insert(key, m)
+    assert not ours._sig_blocks if signatures_kept == "in a store" else ours._sig_blocks
     compared = 0
     for key, m in sigs.items():
         expected = sorted(k for k in lsh.query(m) if k != key and m.jaccard(sigs[k]) >= ours.threshold)

@@ -36,9 +36,10 @@ def test_a_dead_process_unpublished_work_is_dropped_and_its_urls_returned(redis_
     assert dead.claim(KEY) and not live.claim(KEY) and live.claimant(KEY) == "dead"
     assert live.by_digest("11" * 32).article_key == KEY
     assert live.signature_updates("p", 0) == ([(KEY, b"\1" * 8)], 1)
+    assert live.signature(KEY, "p") == b"\1" * 8 and live.signature(KEY, "q") is None
     assert live.recover() == {"articles_dropped": 1, "versions_dropped": 1, "pages_dropped": 1}
     assert live.by_key(KEY) is None and live.by_digest("11" * 32) is None and live.page(KEY) is None
-    assert list(live.signatures("p")) == [] and live.claim(KEY)
+    assert list(live.signatures("p")) == [] and live.signature(KEY, "p") is None and live.claim(KEY)
     # The live process's pending article stays; publishing it commits it.
     assert live.by_key(OTHER).published is False
     live.mark_published([OTHER])

@@ -95,6 +95,11 @@ def test_recorded_but_unpublished_articles_are_dropped_on_recovery(tmp_path):
     assert (known.version, known.content_sha256, known.published) == (1, "11" * 32, True)
     assert state.by_digest("33" * 32) is None
     assert list(state.signatures("p")) == [(KEY, b"\0" * 8)]
+    # One article's signature: the current version's, and only with the same params.
+    assert state.signature(KEY, "p") == b"\0" * 8
+    assert state.signature(KEY, "other") is None and state.signature(OTHER, "p") is None
+    state.record(KEY, "123456", "44" * 32, 2, previous_sha256="11" * 32, minhash=b"\2" * 8, minhash_params="p")
+    assert state.signature(KEY, "p") == b"\2" * 8
 
 
 def test_page_rows_follow_their_article(tmp_path):
