@@ -126,5 +126,20 @@ def run_newsarchive(args: list[str], proxy: str, extra_env: dict | None = None, 
     )
 
 
+def crawl_until(replica, args: list[str], log_path, after: int, extra: float = 0.0, poll: float = 0.005):
+    """Start ``newsarchive`` (``args``) against ``replica``, output to ``log_path``, and
+    return the running process once the replica has answered ``after`` requests (and
+    ``extra`` seconds more). Fails the test if the crawl ended before that point."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([str(BIN / "newsarchive"), *crawl_args(args)], cwd=ROOT,
+                                env=newsarchive_env(replica.proxy_url), stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while len(replica.requests) < after and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(poll)
+    time.sleep(extra)
+    assert proc.poll() is None, f"the crawl ended before the kill point ({len(replica.requests)} requests)"
+    return proc
+
+
 def read_jsonl_gz(data: bytes) -> list[dict]:
     return [json.loads(line) for line in gzip.decompress(data).decode("utf-8").splitlines() if line]

@@ -13,12 +13,11 @@ import json
 import random
 import signal
 import subprocess
-import time
 
 import pytest
 
 from crawler.cli import main
-from tests.conftest import BIN, ROOT, crawl_args, load_expected, load_gold, newsarchive_env, read_jsonl_gz, run_newsarchive
+from tests.conftest import BIN, crawl_until, load_expected, load_gold, read_jsonl_gz, run_newsarchive
 
 GOLD = load_gold()
 EXPECTED = load_expected()
@@ -46,16 +45,9 @@ def test_random_sigkill_then_resume_equals_gold(replica, tmp_path, trial, after,
     store, state = tmp_path / "archive", tmp_path / "state"
     args = ["crawl", "--store", str(store), "--state-dir", str(state), *FAST]
     replica.reset()
-    with open(tmp_path / "killed.log", "w") as log:
-        proc = subprocess.Popen([str(BIN / "newsarchive"), *crawl_args([*args, "--run-id", "killed"])], cwd=ROOT,
-                                env=newsarchive_env(replica.proxy_url), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while len(replica.requests) < after and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(extra)
-        assert proc.poll() is None, f"the crawl ended before the kill point ({len(replica.requests)} requests)"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=60) == -signal.SIGKILL
+    proc = crawl_until(replica, [*args, "--run-id", "killed"], tmp_path / "killed.log", after, extra)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
 
     resumed = run_newsarchive([*args, "--run-id", "resumed"], replica.proxy_url)
 

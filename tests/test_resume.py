@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import time
 
 import pytest
 
-from tests.conftest import BIN, ROOT, crawl_args, load_expected, load_gold, newsarchive_env, read_jsonl_gz, run_newsarchive
+from tests.conftest import crawl_until, load_expected, load_gold, read_jsonl_gz, run_newsarchive
 
 GOLD = load_gold()
 EXPECTED = load_expected()
@@ -43,15 +41,9 @@ def test_killed_crawl_resumes_without_loss_or_duplicates(replica, tmp_path, sig,
     store, state = tmp_path / "archive", tmp_path / "state"
     args = ["crawl", "--store", str(store), "--state-dir", str(state), *FAST]
     replica.reset()
-    with open(tmp_path / "killed.log", "w") as log:
-        proc = subprocess.Popen([str(BIN / "newsarchive"), *crawl_args([*args, "--run-id", "killed"])], cwd=ROOT,
-                                env=newsarchive_env(replica.proxy_url), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while len(replica.requests) < after and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert proc.poll() is None, "the crawl ended before the kill point"
-        proc.send_signal(sig)
-        code = proc.wait(timeout=120)
+    proc = crawl_until(replica, [*args, "--run-id", "killed"], tmp_path / "killed.log", after, poll=0.01)
+    proc.send_signal(sig)
+    code = proc.wait(timeout=120)
     seen_at_kill = len(replica.requests)
     log_text = (tmp_path / "killed.log").read_text()
     assert seen_at_kill < 90, "killed too late to test anything"
