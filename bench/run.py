@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shlex
 import shutil
 import statistics
@@ -366,7 +365,6 @@ def write_report(path: Path, data: dict) -> None:
 def targets(crawls: list[dict], extraction: dict) -> list[dict]:
     """The issue's three targets against the measurements."""
     out = []
-    by = {(r["kind"], r["articles"]): r for r in crawls}
     sizes = sorted({r["articles"] for r in crawls if r["kind"] == "bare"})
 
     def median_of(kind: str, n: int, key: str) -> float | None:

@@ -51,7 +51,7 @@ def test_tiny_bench_run_writes_the_report(tmp_path):
     out, data = tmp_path / "BENCH.md", tmp_path / "bench.json"
     # A batch of 5 makes publish flushes overlap with arriving items: every article
     # must still be published exactly once.
-    code = bench_main(["--sizes", "60", "--bare-sizes", "60", "--sample", "5", "--repeat", "1",
+    code = bench_main(["--sizes", "60", "--bare-sizes", "60", "--pairs", "1", "--sample", "5", "--repeat", "1",
                        "-s", "NEWSARCHIVE_BATCH_SIZE=5", "--out", str(out), "--json", str(data)])
     assert code == 0
     result = json.loads(data.read_text())
@@ -67,8 +67,26 @@ def test_tiny_bench_run_writes_the_report(tmp_path):
     assert full["warc_bytes"] > 60 * 5_000
     assert result["extraction"]["ours"]["failed"] == 0
     text = out.read_text()
-    assert "## Targets" in text and "| full | 60 |" in text and "| bare | 60 |" in text
+    assert "## Targets" in text and "| full | 60 | 1 |" in text and "| bare | 60 | 1 |" in text
     assert "extraction ≥ 5 × faster than trafilatura" in text
+
+
+def test_targets_compare_medians_of_the_pairs():
+    from bench.run import targets
+
+    crawls = [
+        {"kind": "bare", "articles": 10, "pages_per_s": 90.0, "peak_rss_mib": 200.0},
+        {"kind": "full", "articles": 10, "pages_per_s": 60.0, "peak_rss_mib": 300.0},
+        {"kind": "bare", "articles": 10, "pages_per_s": 80.0, "peak_rss_mib": 210.0},
+        {"kind": "full", "articles": 10, "pages_per_s": 64.0, "peak_rss_mib": 310.0},
+        {"kind": "full", "articles": 50, "pages_per_s": 61.0, "peak_rss_mib": 330.0},
+    ]
+    extraction = {"speedup_vs_metadata": 7.0, "speedup_vs_text": 4.1,
+                  "trafilatura_metadata": {"mean_ms": 21.0}, "ours": {"mean_ms": 3.0}}
+    throughput, rss, speed = targets(crawls, extraction)
+    assert throughput["measured"] == "62.0 / 85.0 = 0.73 (medians of 2 pairs)" and throughput["ok"] is False
+    assert rss["measured"] == "330.0 / 305.0 MiB = 1.08" and rss["ok"] is True
+    assert speed["ok"] is True
 
 
 def test_profile_summary_names_the_innermost_known_component(tmp_path):
