@@ -18,6 +18,11 @@ from pathlib import Path
 
 CDXJ_SUFFIX = ".cdxj"
 
+#: Index lines sorted in memory at a time; more are merged from sorted temporary files
+#: (cdxj-indexer's external sort). Its default, 32 MiB of text, is a whole 1 GB WARC's
+#: index held by the crawl process at the end of a run (about 25 MiB at 50,000 pages).
+SORT_BUFFER_BYTES = 4 * 1024 * 1024
+
 
 def cdxj_path(warc_path: str | os.PathLike[str]) -> Path:
     """``<file>.warc.gz`` → ``<file>.warc.gz.cdxj`` (next to it)."""
@@ -38,7 +43,8 @@ def write_cdxj(warc_path: str | os.PathLike[str]) -> Path:
     out = cdxj_path(warc_path)
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     try:
-        CDXJIndexer(output=str(tmp), inputs=[str(warc_path)], sort=True).process_all()
+        CDXJIndexer(output=str(tmp), inputs=[str(warc_path)], sort=True,
+                    max_sort_buff_size=SORT_BUFFER_BYTES).process_all()
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
