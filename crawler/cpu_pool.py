@@ -153,7 +153,11 @@ class CpuPool:
         if not reactor.running:  # type: ignore[attr-defined]
             return None  # no reactor to hear the worker (a component driven by hand)
         if len(self._procs) < self.workers:
-            self._procs.append(self._spawn())
+            try:
+                self._procs.append(self._spawn())
+            except OSError as exc:  # fork failed (memory, process limit): carry on in-process
+                self._broken_at_start(exc)
+                return None
         return min(self._procs, key=lambda w: len(w.pending))
 
     def _spawn(self) -> _Worker:
@@ -169,6 +173,15 @@ class CpuPool:
             childFDs={0: "w", 1: "r", 2: 2},
         )
         return worker
+
+    def _broken_at_start(self, exc: OSError) -> None:
+        self.workers = 0
+        logger.error("cannot start a CPU worker process (%s); running those steps in-process", exc)
+        if self.stats is not None:
+            self.stats.inc_value("newsarchive/cpu_pool/broken")
+        for worker in self._procs:
+            if worker.transport is not None:
+                worker.transport.closeStdin()
 
     def _worker_ended(self, worker: _Worker, reason: Any) -> None:
         if worker in self._procs:

@@ -66,6 +66,14 @@ SCENARIO = textwrap.dedent(
         await pool2.run("signature", "a", "b", ["c"], 5, 128)
         pool2.close()
         out["closed_runs_here"] = (await pool2.run("validate_record", {})) == validate_record({})
+        # A worker that cannot be started (fork fails): the step runs here, counted.
+        crawler3 = get_crawler(settings_dict={"NEWSARCHIVE_CPU_WORKERS": 1})
+        pool3 = CpuPool.for_crawler(crawler3)
+        def no_fork():
+            raise OSError(12, "Cannot allocate memory")
+        pool3._spawn = no_fork
+        out["no_fork_runs_here"] = (await pool3.run("validate_record", {})) == validate_record({})
+        out["no_fork_broken"] = (pool3.workers, crawler3.stats.get_value("newsarchive/cpu_pool/broken"))
         print(json.dumps(out))
 
     task.react(lambda _reactor: deferred_from_coro(scenario()))
@@ -91,6 +99,8 @@ def test_worker_steps_equal_in_process_steps_and_survive_a_dead_worker(tmp_path)
         "broken": 1,
         "workers_after_kill": 0,
         "closed_runs_here": True,
+        "no_fork_runs_here": True,
+        "no_fork_broken": [0, 1],
     }
     assert "CPU worker process ended" in proc.stderr
 
