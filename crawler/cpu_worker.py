@@ -23,19 +23,20 @@ _HEADER = struct.Struct(">I")
 
 def _steps() -> dict[str, Callable[..., Any]]:
     from crawler.neardup import signature_bytes
-    from crawler.schema import validate_record, validate_stage
+    from crawler.schema import validate_stage
     from crawler.warc.outlinks import outlink_fields
 
+    # The record gate's full check is not here on purpose: nothing between dedup and
+    # publish may wait (pipelines/validate.py, RecordGatePipeline).
     return {
         "signature": signature_bytes,
         "outlinks": outlink_fields,
-        "validate_record": validate_record,
         "validate_stage": validate_stage,
     }
 
 
 #: Step names the crawl may ask for (the same names :class:`CpuPool` runs in-process).
-STEPS = ("signature", "outlinks", "validate_record", "validate_stage")
+STEPS = ("signature", "outlinks", "validate_stage")
 
 
 def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:

@@ -27,7 +27,7 @@ SCENARIO = textwrap.dedent(
 
     from crawler.cpu_pool import CpuPool
     from crawler.neardup import NearDuplicateIndex, signature_bytes
-    from crawler.schema import validate_record
+    from crawler.schema import validate_stage
     from crawler.warc.outlinks import outlink_fields
 
     BODY = ["Sáng 17/10, Hội Nông dân tỉnh Tuyên Quang tổ chức hội nghị.", "Đồng chí Chủ tịch phát biểu."]
@@ -45,8 +45,8 @@ SCENARIO = textwrap.dedent(
         out["signature_len"] = len(sig)
         out["outlinks"] = await pool.run("outlinks", *OUT_ARGS)
         out["outlinks_equal"] = out["outlinks"] == outlink_fields(*OUT_ARGS)
-        violations = await pool.run("validate_record", {"title": ""})
-        out["violations_equal"] = violations == validate_record({"title": ""}) and bool(violations)
+        violations = await pool.run("validate_stage", {"title": ""})
+        out["violations_equal"] = violations == validate_stage({"title": ""}) and bool(violations)
         try:
             await pool.run("signature", "t", "l", 123, 5, 128)
         except TypeError as exc:
@@ -65,14 +65,14 @@ SCENARIO = textwrap.dedent(
         pool2 = CpuPool(1)
         await pool2.run("signature", "a", "b", ["c"], 5, 128)
         pool2.close()
-        out["closed_runs_here"] = (await pool2.run("validate_record", {})) == validate_record({})
+        out["closed_runs_here"] = (await pool2.run("validate_stage", {})) == validate_stage({})
         # A worker that cannot be started (fork fails): the step runs here, counted.
         crawler3 = get_crawler(settings_dict={"NEWSARCHIVE_CPU_WORKERS": 1})
         pool3 = CpuPool.for_crawler(crawler3)
         def no_fork():
             raise OSError(12, "Cannot allocate memory")
         pool3._spawn = no_fork
-        out["no_fork_runs_here"] = (await pool3.run("validate_record", {})) == validate_record({})
+        out["no_fork_runs_here"] = (await pool3.run("validate_stage", {})) == validate_stage({})
         out["no_fork_broken"] = (pool3.workers, crawler3.stats.get_value("newsarchive/cpu_pool/broken"))
         print(json.dumps(out))
 
@@ -103,6 +103,12 @@ def test_worker_steps_equal_in_process_steps_and_survive_a_dead_worker(tmp_path)
         "no_fork_broken": [0, 1],
     }
     assert "CPU worker process ended" in proc.stderr
+
+
+def test_the_worker_offers_exactly_the_listed_steps():
+    from crawler.cpu_worker import STEPS, _steps
+
+    assert tuple(_steps()) == STEPS
 
 
 def test_worker_count_setting():
