@@ -416,7 +416,7 @@ class RunManifestMerger:
         Returns the manifest key when this process wrote it."""
         import json
 
-        from crawler.dataset.manifest import build_manifest, write_manifest
+        from crawler.dataset.manifest import write_manifest
 
         part = {"run": run, "entries": entries}
         self.server.rpush(f"{self.prefix}:manifest_parts", json.dumps(part))
@@ -436,10 +436,10 @@ class RunManifestMerger:
             "finished_at": max(r.get("finished_at") or "" for r in runs) or None,
             "processes": len(parts),
         }
-        manifest = build_manifest(merged, [e for p in parts for e in p["entries"]])
-        stored = write_manifest(self.store, manifest)
+        entries = sorted((e for p in parts for e in p["entries"]), key=lambda e: e["key"])
+        stored, totals = write_manifest(self.store, merged, lambda: entries)
         logger.info("run %s: manifest %s (%d records, %d processes)", run["run_id"], stored.key,
-                    manifest["totals"]["records"], len(parts))
+                    totals["records"], len(parts))
         return stored.key
 
     def _last_to_leave(self) -> bool:

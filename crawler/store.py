@@ -87,8 +87,12 @@ class Store:
         """Write ``data`` under ``key`` (replacing any object there)."""
         raise NotImplementedError
 
-    def put_new(self, key: str, data: bytes, content_type: str | None = None) -> StoredObject:
+    def put_new(self, key: str, data: bytes | Path, content_type: str | None = None) -> StoredObject:
         """Create ``key`` with ``data`` only if no object is there (conditional write).
+
+        ``data`` is the bytes, or the :class:`~pathlib.Path` of a local file whose
+        bytes to store: a file is read in chunks, never whole (a run manifest of a
+        large crawl is tens of MB).
 
         Returns the stored object (``created=False`` when the same bytes were
         already there, e.g. a batch re-sent after a crash). Raises
@@ -124,6 +128,22 @@ def _sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _size_and_digest(data: bytes | Path) -> tuple[int, str]:
+    """``(size in bytes, SHA-256 hex)`` of bytes or of a local file."""
+    if isinstance(data, Path):
+        return data.stat().st_size, _sha256_file(data)
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def _read_part(data: bytes | Path, offset: int, length: int) -> bytes:
+    """``length`` bytes of ``data`` (bytes or a local file) from ``offset``."""
+    if isinstance(data, Path):
+        with open(data, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+    return data[offset : offset + length]
 
 
 class LocalStore(Store):
@@ -184,12 +204,16 @@ class LocalStore(Store):
 
     def put_new(self, key, data, content_type=None):
         path = self._path(key)
-        digest = hashlib.sha256(data).hexdigest()
+        size, digest = _size_and_digest(data)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + f".tmp-{os.getpid()}-{secrets.token_hex(4)}")
             with open(tmp, "wb") as f:
-                f.write(data)
+                if isinstance(data, Path):
+                    with open(data, "rb") as src:
+                        shutil.copyfileobj(src, f, 1 << 20)
+                else:
+                    f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             try:
@@ -207,7 +231,7 @@ class LocalStore(Store):
             there = _sha256_file(path)
             if there != digest:
                 raise ObjectConflict(f"{path} exists with other content (sha256 {there}, not {digest})")
-        return StoredObject(safe_key(key), len(data), digest, created)
+        return StoredObject(safe_key(key), size, digest, created)
 
     def describe(self, key):
         return str(self._path(key))
@@ -278,21 +302,40 @@ class S3Store(Store):
         # botocore messages carry no credentials; name the operation and object only.
         return StoreError(f"S3 {action} s3://{self.bucket}/{self._key(key)} failed: {exc}")
 
+    def _stored_digest(self, key: str) -> tuple[int, str]:
+        """``(size, SHA-256 hex)`` of the object as stored, read in 1 MiB chunks.
+        Raises botocore errors."""
+        h = hashlib.sha256()
+        size = 0
+        body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        for chunk in iter(lambda: body.read(1 << 20), b""):
+            h.update(chunk)
+            size += len(chunk)
+        return size, h.hexdigest()
+
     def _verify(self, key: str, digest: str, size: int) -> None:
         """Read the object back and compare (the server's checksum answer is not proof)."""
-        stored = self.get_bytes(key)
-        if len(stored) != size or hashlib.sha256(stored).hexdigest() != digest:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            there = self._stored_digest(key)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error("verify", key, exc) from exc
+        if there != (size, digest):
             raise StoreError(f"S3 object s3://{self.bucket}/{self._key(key)} differs from what was sent")
 
-    def _put(self, key: str, data: bytes, content_type: str | None, conditional: bool) -> None:
-        """One PUT, or a multipart upload above the threshold; raises botocore errors."""
+    def _put(self, key: str, data: bytes | Path, content_type: str | None, conditional: bool) -> None:
+        """One PUT, or a multipart upload above the threshold; ``data`` is bytes or
+        a local file read part by part. Raises botocore errors."""
         args = {"Bucket": self.bucket, "Key": self._key(key), **self.write_args}
         if content_type:
             args["ContentType"] = content_type
         if conditional:
             args["IfNoneMatch"] = "*"
-        if len(data) <= self.multipart_threshold:
-            self.client.put_object(Body=data, ChecksumSHA256=_b64sha256(data), **args)
+        size = data.stat().st_size if isinstance(data, Path) else len(data)
+        if size <= self.multipart_threshold:
+            body = _read_part(data, 0, size)
+            self.client.put_object(Body=body, ChecksumSHA256=_b64sha256(body), **args)
             return
         # s3transfer does not pass IfNoneMatch through, so the multipart upload is
         # driven here: the condition goes on CompleteMultipartUpload.
@@ -300,8 +343,8 @@ class S3Store(Store):
         upload_id = self.client.create_multipart_upload(ChecksumAlgorithm="SHA256", **args)["UploadId"]
         try:
             parts = []
-            for number, start in enumerate(range(0, len(data), self.multipart_threshold), 1):
-                chunk = data[start : start + self.multipart_threshold]
+            for number, start in enumerate(range(0, size, self.multipart_threshold), 1):
+                chunk = _read_part(data, start, self.multipart_threshold)
                 checksum = _b64sha256(chunk)
                 reply = self.client.upload_part(
                     Bucket=self.bucket, Key=args["Key"], UploadId=upload_id, PartNumber=number,
@@ -332,7 +375,7 @@ class S3Store(Store):
     def put_new(self, key, data, content_type=None):
         from botocore.exceptions import BotoCoreError, ClientError
 
-        digest = hashlib.sha256(data).hexdigest()
+        size, digest = _size_and_digest(data)
         created = True
         try:
             self._put(key, data, content_type, conditional=True)
@@ -346,14 +389,17 @@ class S3Store(Store):
         except BotoCoreError as exc:
             raise self._error("put", key, exc) from exc
         if created:
-            self._verify(key, digest, len(data))
+            self._verify(key, digest, size)
         else:
-            there = hashlib.sha256(self.get_bytes(key)).hexdigest()
+            try:
+                there = self._stored_digest(key)[1]
+            except (BotoCoreError, ClientError) as exc:
+                raise self._error("get", key, exc) from exc
             if there != digest:
                 raise ObjectConflict(
                     f"s3://{self.bucket}/{self._key(key)} exists with other content (sha256 {there}, not {digest})"
                 )
-        return StoredObject(safe_key(key), len(data), digest, created)
+        return StoredObject(safe_key(key), size, digest, created)
 
     def put_file(self, path, key, content_type=None):
         from boto3.exceptions import Boto3Error
@@ -371,16 +417,11 @@ class S3Store(Store):
         except (Boto3Error, BotoCoreError, ClientError, OSError) as exc:
             raise self._error("upload", key, exc) from exc
         digest = _sha256_file(Path(path))
-        h = hashlib.sha256()
-        size = 0
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-            for chunk in iter(lambda: body.read(1 << 20), b""):
-                h.update(chunk)
-                size += len(chunk)
+            size, there = self._stored_digest(key)
         except (BotoCoreError, ClientError) as exc:
             raise self._error("verify", key, exc) from exc
-        if size != Path(path).stat().st_size or h.hexdigest() != digest:
+        if size != Path(path).stat().st_size or there != digest:
             raise StoreError(f"S3 object s3://{self.bucket}/{self._key(key)} differs from {path}")
         return StoredObject(safe_key(key), size, digest)
 

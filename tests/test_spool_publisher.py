@@ -3,6 +3,7 @@ resumed and crashed runs, conflicts; and what verify/export make of the result."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -10,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawler.dataset.batches import build_batch
-from crawler.dataset.manifest import list_manifests, load_manifest, read_latest
+from crawler.dataset.manifest import build_manifest, list_manifests, load_manifest, manifest_bytes, read_latest
 from crawler.dataset.publisher import DatasetPublisher, RunFinalized
 from crawler.dataset.reader import latest_versions, verify
 from crawler.dataset.spool import Spool, SpoolError
@@ -258,3 +259,50 @@ def test_dataset_commands_on_a_folder_store(env, tmp_path, capsys):
     assert "PROBLEM dataset/articles/v1/published_date=" in out and out.strip().endswith("problems")
     assert main(["dataset", "verify", "--store", str(tmp_path / "nowhere")]) == 3
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_the_streamed_manifest_has_the_bytes_of_the_in_memory_one(env):
+    """write_manifest streams the ledger (keys sorted, last line of a key wins, a
+    torn last line ignored); its bytes are those of build_manifest + manifest_bytes."""
+    store, spool, publisher = env
+    spool.start_run("R1", "2026-11-29T10:00:00+00:00")
+    days = ["2019-10-17", "2020-02-29", "2018-01-01"]
+    for batch in range(4):
+        quarantine = [{"reason": "no_title", "url": f"https://baotuyenquang.com.vn/q-{batch}.html"}] if batch % 2 else []
+        stage(spool, "R1", batch, [article(10 * batch + i, day=days[(batch + i) % 3]) for i in range(5)], quarantine)
+        assert publisher.drain("R1").unavailable is None
+    ledger = spool.root / "R1" / "committed.jsonl"
+    lines = ledger.read_text("utf-8").splitlines(keepends=True)
+    # A batch committed twice (crash after the ledger append, before the spool was
+    # cleared), then a line torn by a crash.
+    with open(ledger, "a", encoding="utf-8") as f:
+        f.writelines(lines[:3])
+        f.write(lines[3][:40])
+    spool.finish_run("R1", "2026-11-29T10:05:00+00:00")
+    by_key = {}
+    for line in ledger.read_text("utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        by_key[entry["key"]] = entry
+    expected = manifest_bytes(build_manifest(spool.run_info("R1"), by_key.values()))
+    assert publisher.drain(None).manifests == [manifest_key("R1")]
+    stored = store.get_bytes(manifest_key("R1"))
+    assert stored == expected
+    manifest = json.loads(stored)
+    assert manifest["totals"] == {"records": 20, "quarantined": 2, "objects": len(by_key), "bytes": sum(
+        e["size"] for e in by_key.values()), "batches": 4, "partitions": 3}
+    assert [o["key"] for o in manifest["objects"]] == sorted(by_key)
+    assert read_latest(store)["sha256"] == hashlib.sha256(stored).hexdigest()
+    assert not [p for p in spool.root.iterdir() if p.name.startswith(".manifest-")]  # temporary file gone
+
+
+def test_an_empty_run_streams_an_empty_manifest(env):
+    store, spool, publisher = env
+    spool.start_run("R0", "2026-11-29T10:00:00+00:00")
+    spool.finish_run("R0", "2026-11-29T10:00:01+00:00")
+    run = spool.run_info("R0")
+    assert publisher.drain(None).manifests == [manifest_key("R0")]
+    assert store.get_bytes(manifest_key("R0")) == manifest_bytes(build_manifest(run, []))
+    assert json.loads(store.get_bytes(manifest_key("R0")))["objects"] == []

@@ -149,3 +149,33 @@ def test_store_error_when_the_endpoint_is_down(tmp_path):
     with pytest.raises(StoreError, match="S3 head"):
         store.exists("k")  # unreachable is not "absent"
     assert "SECRET-never-logged" not in str(err.value) and "AKIA-TEST-ID" not in str(err.value)
+
+
+def test_put_new_from_a_local_file(store, tmp_path):
+    """A manifest is stored from its temporary file: same rules as for bytes."""
+    path = tmp_path / "manifest.json"
+    path.write_bytes("Chiêm Hóa – Tuyên Quang\n".encode() * 4000)
+    first = store.put_new("dataset/_manifests/R1.json", path, "application/json")
+    assert (first.created, first.size, first.sha256) == (
+        True, path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+    assert store.get_bytes("dataset/_manifests/R1.json") == path.read_bytes()
+    assert store.put_new("dataset/_manifests/R1.json", path).created is False
+    other = tmp_path / "other.json"
+    other.write_bytes(path.read_bytes() + b"!")
+    with pytest.raises(ObjectConflict, match="exists with other content"):
+        store.put_new("dataset/_manifests/R1.json", other)
+    assert store.list("dataset/") == ["dataset/_manifests/R1.json"]
+
+
+def test_a_file_above_the_threshold_goes_up_in_parts_read_from_disk(moto_s3, tmp_path):
+    store = S3Store(new_bucket(moto_s3, tmp_path, versioning=True), "p", client=s3_client(moto_s3),
+                    multipart_threshold=5 * MiB)
+    path = tmp_path / "big.json"
+    path.write_bytes(bytes(range(256)) * (11 * MiB // 256) + b"tail")
+    calls = []
+    store.client.meta.events.register("before-call.s3.*", lambda model, **kw: calls.append(model.name))
+    assert store.put_new("big.json", path).created
+    assert calls.count("UploadPart") == 3 and "CompleteMultipartUpload" in calls
+    assert hashlib.sha256(store.get_bytes("big.json")).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert not store.put_new("big.json", path).created
+    assert versions(store) == {"p/big.json": 1}

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from crawler.layout import LATEST_KEY, MANIFEST_PREFIX, SCHEMA_MAJOR, manifest_key
-from crawler.store import Store, StoredObject
+from crawler.store import Store, StoreError, StoredObject
 from pipelines.arrow_schema import SCHEMA_VERSION
 
 MANIFEST_FORMAT = "newsarchive/dataset-manifest/1"
@@ -25,14 +28,48 @@ MANIFEST_FORMAT = "newsarchive/dataset-manifest/1"
 ENTRY_FIELDS = ("key", "kind", "format", "published_date", "batch", "records", "size", "sha256")
 
 
-def build_manifest(run: dict, entries: list[dict]) -> dict:
-    """The manifest of ``run`` (``run.json`` from the spool) over its stored
-    object ``entries``. ``run_status`` is ``finished`` for a run that closed,
-    ``interrupted`` for one that crashed (its unpublished records are emitted
-    again by a later run)."""
-    objects = sorted(({k: e.get(k) for k in ENTRY_FIELDS} for e in entries), key=lambda e: e["key"])
-    dataset = [e for e in objects if e["kind"] == "dataset"]
-    parquet = [e for e in dataset if e["format"] == "parquet"]
+def manifest_entry(entry: dict) -> dict:
+    """The manifest's fields (:data:`ENTRY_FIELDS`) of a ledger entry."""
+    return {k: entry.get(k) for k in ENTRY_FIELDS}
+
+
+def manifest_totals(entries: Iterable[dict]) -> dict:
+    """The ``totals`` of a manifest over its object entries (one pass)."""
+    records = quarantined = objects = size = 0
+    batches, partitions = set(), set()
+    for e in entries:
+        objects += 1
+        size += e["size"]
+        batches.add(e["batch"])
+        if e["kind"] == "quarantine":
+            quarantined += e["records"]
+        elif e["kind"] == "dataset":
+            partitions.add(e["published_date"])
+            if e["format"] == "parquet":
+                records += e["records"]
+    return {"records": records, "quarantined": quarantined, "objects": objects, "bytes": size,
+            "batches": len(batches), "partitions": len(partitions)}
+
+
+class _Streamed(list):
+    """An empty list whose iteration walks ``source()``: json's pure-Python
+    encoder (the one used whenever ``indent`` is set, and by ``iterencode``)
+    writes a list subclass item by item, so the manifest's ``objects`` are
+    encoded one at a time instead of held as a list of dicts."""
+
+    def __init__(self, source: Callable[[], Iterable[dict]], nonempty: bool):
+        super().__init__()
+        self._source = source
+        self._nonempty = nonempty
+
+    def __iter__(self):
+        return (manifest_entry(e) for e in self._source())
+
+    def __bool__(self):
+        return self._nonempty
+
+
+def _header(run: dict, objects, totals: dict) -> dict:
     return {
         "format": MANIFEST_FORMAT,
         "dataset": "articles",
@@ -43,31 +80,64 @@ def build_manifest(run: dict, entries: list[dict]) -> dict:
         "started_at": run.get("started_at"),
         "finished_at": run.get("finished_at"),
         "objects": objects,
-        "totals": {
-            "records": sum(e["records"] for e in parquet),
-            "quarantined": sum(e["records"] for e in objects if e["kind"] == "quarantine"),
-            "objects": len(objects),
-            "bytes": sum(e["size"] for e in objects),
-            "batches": len({e["batch"] for e in objects}),
-            "partitions": len({e["published_date"] for e in dataset}),
-        },
+        "totals": totals,
     }
 
 
+def build_manifest(run: dict, entries: Iterable[dict]) -> dict:
+    """The manifest of ``run`` (``run.json`` from the spool) over its stored
+    object ``entries``, as a dict held in memory (small runs, tests; a crawl
+    writes it with :func:`write_manifest`, which streams). ``run_status`` is
+    ``finished`` for a run that closed, ``interrupted`` for one that crashed (its
+    unpublished records are emitted again by a later run)."""
+    objects = sorted((manifest_entry(e) for e in entries), key=lambda e: e["key"])
+    return _header(run, objects, manifest_totals(objects))
+
+
 def manifest_bytes(manifest: dict) -> bytes:
-    """Canonical bytes of a manifest (sorted keys, UTF-8)."""
+    """Canonical bytes of a manifest: JSON, sorted keys, indent 1, UTF-8, a final newline."""
     return (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=1) + "\n").encode("utf-8")
 
 
-def write_manifest(store: Store, manifest: dict) -> StoredObject:
+def manifest_chunks(run: dict, entries: Callable[[], Iterable[dict]]) -> Iterator[str]:
+    """The manifest of ``run`` as text chunks, byte for byte what
+    :func:`manifest_bytes` gives for :func:`build_manifest`, without holding the
+    object list: ``entries()`` is called twice (totals, then objects) and must
+    yield the run's ledger entries sorted by key, each key once."""
+    return _encode(run, entries, manifest_totals(entries()))
+
+
+def _encode(run: dict, entries: Callable[[], Iterable[dict]], totals: dict) -> Iterator[str]:
+    manifest = _header(run, _Streamed(entries, totals["objects"] > 0), totals)
+    yield from json.JSONEncoder(ensure_ascii=False, sort_keys=True, indent=1).iterencode(manifest)
+    yield "\n"
+
+
+def write_manifest(
+    store: Store, run: dict, entries: Callable[[], Iterable[dict]], tmp_dir: str | Path | None = None
+) -> tuple[StoredObject, dict]:
     """Create the run's manifest (never overwriting another), then point
-    ``_latest`` at it. Raises :class:`~crawler.store.StoreError` /
-    :class:`~crawler.store.ObjectConflict`."""
-    key = manifest_key(manifest["run_id"])
-    stored = store.put_new(key, manifest_bytes(manifest), "application/json")
-    pointer = {"manifest": key, "run_id": manifest["run_id"], "size": stored.size, "sha256": stored.sha256}
+    ``_latest`` at it. ``entries`` as for :func:`manifest_chunks`; the manifest is
+    written to a temporary file in ``tmp_dir`` (the system's when None) and
+    stored from there, so its size does not count in the crawl's memory.
+    Returns ``(stored manifest, totals)``. Raises
+    :class:`~crawler.store.StoreError` (also when the temporary file cannot be
+    written) / :class:`~crawler.store.ObjectConflict`."""
+    key = manifest_key(run["run_id"])
+    totals = manifest_totals(entries())
+    with tempfile.TemporaryDirectory(prefix=".manifest-", dir=tmp_dir) as tmp:
+        path = Path(tmp) / "manifest.json"
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                for chunk in _encode(run, entries, totals):
+                    f.write(chunk)
+        except OSError as exc:
+            # Like a store that cannot take the write: the run stays spooled, to finish later.
+            raise StoreError(f"cannot write the manifest of run {run['run_id']} to {path}: {exc.strerror}") from exc
+        stored = store.put_new(key, path, "application/json")
+    pointer = {"manifest": key, "run_id": run["run_id"], "size": stored.size, "sha256": stored.sha256}
     store.put_bytes(LATEST_KEY, json.dumps(pointer, sort_keys=True).encode() + b"\n", "application/json")
-    return stored
+    return stored, totals
 
 
 def read_latest(store: Store) -> dict | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from crawler.dataset.manifest import build_manifest, write_manifest
+from crawler.dataset.manifest import write_manifest
 from crawler.dataset.spool import PendingBatch, Spool
 from crawler.layout import manifest_key
 from crawler.store import ObjectConflict, Store, StoreError
@@ -96,11 +96,10 @@ class DatasetPublisher:
                             result.manifests.append(key)
                         self.spool.remove_run(run_id)
                         continue
-                    manifest = build_manifest(run, self.spool.committed(run_id))
-                    stored = write_manifest(self.store, manifest)
+                    stored, totals = write_manifest(self.store, run, self.spool.ledger(run_id), self.spool.root)
                     result.manifests.append(stored.key)
                     self.spool.remove_run(run_id)
-                    logger.info("run %s: manifest %s (%d records)", run_id, stored.key, manifest["totals"]["records"])
+                    logger.info("run %s: manifest %s (%d records)", run_id, stored.key, totals["records"])
             except ObjectConflict as exc:
                 logger.error("run %s stays in the spool: %s", run_id, exc)
                 result.conflicts.append(str(exc))

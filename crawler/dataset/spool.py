@@ -24,6 +24,8 @@ import re
 import secrets
 import shutil
 import threading
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,18 +215,54 @@ class Spool:
         shutil.rmtree(pending.path)
 
     def committed(self, run_id: str) -> list[dict]:
-        """Manifest entries of the run's objects in the store, one per key, by key.
-        A torn last line (crash mid-append) is ignored: its batch is still pending."""
-        path = self._run_dir(run_id) / "committed.jsonl"
-        entries: dict[str, dict] = {}
+        """Manifest entries of the run's objects in the store, one per key, by key
+        (held in memory; :meth:`ledger` streams them)."""
+        return list(self.ledger(run_id)())
+
+    def ledger(self, run_id: str) -> "Ledger":
+        """The run's ``committed.jsonl`` as a :class:`Ledger`."""
+        return Ledger(self._run_dir(run_id) / "committed.jsonl")
+
+
+class Ledger:
+    """A run's ledger of objects in the store: calling it yields the entries
+    sorted by key, each key once (its last line wins), read from disk line by
+    line. Only the order of the lines stays in memory (8 bytes an object; the
+    keys are held while sorting, the entry dicts never all at once), so a
+    manifest over 100,000 objects can be written without holding them. A torn
+    last line (crash mid-append) is ignored: its batch is still pending. A
+    missing file is an empty ledger."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._offsets: array | None = None
+
+    def _line_offsets(self) -> array:
+        """Offsets of the lines to read, in key order."""
+        keys: list[str] = []
+        offsets = array("q")
         try:
-            text = path.read_text("utf-8")
+            with open(self.path, "rb") as f:
+                offset = 0
+                for line in f:
+                    try:
+                        keys.append(json.loads(line)["key"])
+                        offsets.append(offset)
+                    except (ValueError, KeyError, TypeError):
+                        pass
+                    offset += len(line)
         except FileNotFoundError:
-            return []
-        for line in text.splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            entries[entry["key"]] = entry
-        return [entries[k] for k in sorted(entries)]
+            pass
+        order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: equal keys stay in file order
+        return array("q", (offsets[i] for n, i in enumerate(order)
+                           if n + 1 == len(order) or keys[order[n + 1]] != keys[i]))
+
+    def __call__(self) -> Iterator[dict]:
+        if self._offsets is None:
+            self._offsets = self._line_offsets()
+        if not self._offsets:
+            return
+        with open(self.path, "rb") as f:
+            for offset in self._offsets:
+                f.seek(offset)
+                yield json.loads(f.readline())
