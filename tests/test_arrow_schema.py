@@ -101,6 +101,22 @@ def test_parquet_is_deterministic_and_round_trips_the_schema():
     assert back.schema.metadata[b"newsarchive.schema"] == b"article/1.0.1"
     assert pq.ParquetFile(pa.BufferReader(a)).metadata.row_group(0).column(0).compression == "ZSTD"
     assert back.to_pylist() == table.to_pylist()
+    # Min/max where readers filter (time, id), none for the text: the body is not copied into the footer.
+    columns = {c.path_in_schema: c for c in (pq.ParquetFile(pa.BufferReader(a)).metadata.row_group(0).column(i)
+                                             for i in range(len(SCHEMA)))}
+    assert columns["article_id"].statistics.min == "127836" and columns["article_id"].statistics.max == "2"
+    assert columns["published_at"].is_stats_set and not columns["text"].is_stats_set
+    assert not columns["body.list.element"].is_stats_set
+    assert "PLAIN_DICTIONARY" not in columns["site"].encodings and "RLE_DICTIONARY" not in columns["site"].encodings
+
+
+def test_a_partition_sliced_from_the_batch_table_has_the_bytes_of_its_own_table():
+    records = [record_today(article_id=str(i), url=f"https://x/{i}", published_at=f"2019-10-1{i % 3}T08:00:00+07:00",
+                            authors=["Minh Anh"] * (i % 2), tags=["Na Hang"] * (i % 3)) for i in range(12)]
+    built = build_batch("R1", 1, records, [])
+    for obj in (o for o in built.objects if o.format == "parquet"):
+        own = sorted((r for r in records if r["published_at"][:10] == obj.published_date), key=lambda r: r["article_id"])
+        assert obj.data == parquet_bytes(records_to_table(own)), obj.key
 
 
 def test_schema_differences_names_the_column():
