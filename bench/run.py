@@ -209,7 +209,7 @@ def run_crawl(kind: str, portal: SyntheticPortal, server, workdir: Path, concurr
         "warc_bytes": warc_bytes,
         "warc_mib_per_s": round(warc_bytes / elapsed / 2**20, 2) if elapsed else 0.0,
         "records_published": published,
-        "dataset_objects": len(report.get("dataset_objects") or []),
+        "dataset_objects": report.get("dataset_objects") or 0,
         "statuses": report["pages_by_status"],
     }
     return result

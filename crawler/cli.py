@@ -193,8 +193,7 @@ def _crawl_locked(args) -> int:
     process.crawl(crawler, **kwargs)
     process.start()
     stats = crawler.stats.get_stats()
-    publisher = getattr(crawler, "newsarchive_publisher", None)
-    report = rep.summarize(stats, run_id, store.url, publisher.written if publisher else [], args.mode)
+    report = rep.summarize(stats, run_id, store.url, args.mode)
     code, reasons = rep.checks(report, previous, args.max_error_rate)
     run_report = report
     if getattr(args, "redis", None):
@@ -203,8 +202,8 @@ def _crawl_locked(args) -> int:
         from crawler.distributed import merge_run_stats
 
         try:
-            merged, written = merge_run_stats(args.redis, run_id, stats, publisher.written if publisher else [])
-            run_report = rep.summarize(merged, run_id, store.url, written, args.mode)
+            merged = merge_run_stats(args.redis, run_id, stats)
+            run_report = rep.summarize(merged, run_id, store.url, args.mode)
         except Exception as exc:  # noqa: BLE001 (the run is done; the local report still counts)
             print(f"newsarchive: could not merge the run report in Redis: {exc}", file=sys.stderr)
     report.update(

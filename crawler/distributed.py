@@ -466,8 +466,8 @@ class RunManifestMerger:
             time.sleep(0.5)
 
 
-def merge_run_stats(redis_url: str, run_id: str, stats: dict, written: list[str]) -> tuple[dict, list[str]]:
-    """Add this process's stats and written keys to the run's list in Redis and return
+def merge_run_stats(redis_url: str, run_id: str, stats: dict) -> dict:
+    """Add this process's stats to the run's list in Redis and return
     the merge over every process that has finished so far (numbers summed, lists joined,
     start the earliest, finish the latest): the run report of a distributed run is
     rewritten by each process as it leaves, the last one's covering all of them."""
@@ -482,12 +482,10 @@ def merge_run_stats(redis_url: str, run_id: str, stats: dict, written: list[str]
     def plain(v):
         return v.isoformat() if isinstance(v, datetime) else v
 
-    server.rpush(key, json.dumps({"stats": {k: plain(v) for k, v in stats.items()}, "written": written}, default=str))
+    server.rpush(key, json.dumps({"stats": {k: plain(v) for k, v in stats.items()}}, default=str))
     merged: dict = {}
-    keys: list[str] = []
     for raw in server.lrange(key, 0, -1):
         part = json.loads(raw)
-        keys.extend(part["written"])
         for name, value in part["stats"].items():
             old = merged.get(name)
             if name == "start_time":
@@ -500,4 +498,4 @@ def merge_run_stats(redis_url: str, run_id: str, stats: dict, written: list[str]
                 merged[name] = old + [v for v in value if v not in old]
             else:
                 merged[name] = value if old is None else old
-    return merged, sorted(set(keys))
+    return merged

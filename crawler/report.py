@@ -61,8 +61,10 @@ def quarantine_reasons(stats: dict) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def summarize(stats: dict, run_id: str, store_url: str, written: list[str], mode: str = "incremental") -> dict:
-    """The run report (a JSON-able dict) from a finished crawl's stats."""
+def summarize(stats: dict, run_id: str, store_url: str, mode: str = "incremental") -> dict:
+    """The run report (a JSON-able dict) from a finished crawl's stats. The dataset
+    objects the run stored are counted; its manifest (``dataset_manifest``, None
+    until written) lists them."""
     statuses = {
         k.rsplit("/", 1)[1]: v for k, v in stats.items() if k.startswith("downloader/response_status_count/")
     }
@@ -138,7 +140,8 @@ def summarize(stats: dict, run_id: str, store_url: str, written: list[str], mode
             "warc_upload_errors": stats.get("warc/upload_errors", 0),
         },
         "warc_files": list(stats.get("warc/uploaded", []) or []),
-        "dataset_objects": list(written),
+        "dataset_objects": stats.get("newsarchive/publish/objects", 0),
+        "dataset_manifest": stats.get("newsarchive/publish/manifest"),
     }
 
 

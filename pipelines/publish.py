@@ -84,7 +84,9 @@ class PublishPipeline:
     spool is its ``spool/``), ``NEWSARCHIVE_RUN_ID``, ``NEWSARCHIVE_BATCH_SIZE``,
     ``NEWSARCHIVE_BATCH_SECONDS``, ``NEWSARCHIVE_STORE_RETRY_SECONDS``,
     ``NEWSARCHIVE_SITE`` and the S3 options of :func:`crawler.store.store_options`.
-    :attr:`written` lists this run's dataset, quarantine and manifest keys."""
+    What this run stored is counted (``newsarchive/publish/objects``) and listed by
+    its manifest (``newsarchive/publish/manifest``, its key, once written), not
+    held here: a 50,000-article crawl writes ~66,000 objects."""
 
     def __init__(self, store, run_id: str, batch_size: int, site: str, stats, *, crawler=None,
                  spool_dir: Path | None = None, batch_seconds: float = 60.0, retry_seconds: float = 300.0,
@@ -109,7 +111,6 @@ class PublishPipeline:
         self.quarantine: list[dict] = []
         self.oldest: float | None = None  # monotonic time the buffer's oldest entry arrived
         self.batch = 0
-        self.written: list[str] = []
         self.retry_at = 0.0  # monotonic time before which the store is not tried again
         self.failed = False  # a spool write failed: publishing stopped for this run
         self._unknown_fields: set[str] = set()
@@ -377,13 +378,14 @@ class PublishPipeline:
             return None
         for entry in result.stored:
             if entry["run_id"] == self.run_id:
-                self.written.append(entry["key"])
                 self.stats.inc_value("newsarchive/publish/objects")
                 if entry["kind"] == "dataset" and entry["format"] == "parquet":
                     self.stats.inc_value("newsarchive/publish/records", entry["records"])
             elif entry["kind"] == "dataset" and entry["format"] == "parquet":
                 self.stats.inc_value("newsarchive/publish/drained_records", entry["records"])
-        self.written.extend(k for k in result.manifests if k.endswith(f"/{self.run_id}.json"))
+        for key in result.manifests:
+            if key.endswith(f"/{self.run_id}.json"):
+                self.stats.set_value("newsarchive/publish/manifest", key)
         if result.conflicts:
             self.stats.inc_value("newsarchive/publish/errors", len(result.conflicts))
         if result.unavailable is not None:

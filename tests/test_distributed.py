@@ -188,8 +188,9 @@ def test_the_run_report_merges_every_process(crawls):
     assert report["processes"] == "merged"
     assert report["articles"]["published"] == 26
     assert report["articles"]["new"] + report["articles"]["near_duplicate"] == 26
-    assert len([k for k in report["dataset_objects"] if k.endswith(".parquet")]) == len(
-        list((crawls["store"] / "dataset").rglob("*.parquet")))
+    manifest = json.loads((crawls["store"] / report["dataset_manifest"]).read_text())
+    assert report["dataset_objects"] == len(manifest["objects"]) == len(
+        [p for p in crawls["store"].rglob("part-*") if p.is_file()])
 
 
 def test_killing_one_process_loses_nothing(replica, redis_url, tmp_path):

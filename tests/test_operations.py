@@ -170,7 +170,9 @@ def test_the_report_has_errors_by_type_with_example_urls(failing_crawl):
         "quarantine_reasons": {"empty_body": 1, "truncated_body": 1},
     }
     assert report["warc_files"] and all(k.startswith("warc/") for k in report["warc_files"])
-    assert report["dataset_objects"] and all(k.startswith(("dataset/", "quarantine/")) for k in report["dataset_objects"])
+    manifest = json.loads((base / "archive" / report["dataset_manifest"]).read_text())
+    assert report["dataset_objects"] == manifest["totals"]["objects"] > 0
+    assert all(o["key"].startswith(("dataset/", "quarantine/")) for o in manifest["objects"])
     for field in ("started_at", "finished_at", "duration_seconds", "mode", "incremental"):
         assert report[field], field
 

@@ -4,6 +4,8 @@ canonical page, and an outage that leaves batches spooled (stats → exit 3)."""
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 import time
 
@@ -90,11 +92,13 @@ def test_batches_by_size_and_each_batch_marked_published_after_spooling(tmp_path
     assert p.crawler.newsarchive_state.calls[-1] == ["https://baotuyenquang.com.vn/a-4.html"]
     records = published(p.store)
     assert sorted(r["article_id"] for r in records) == ["0", "1", "2", "3", "4"]
-    assert sorted({k.rsplit("-", 1)[1] for k in p.written if k.endswith(".parquet")}) == [
+    manifest = json.loads(p.store.get_bytes("dataset/articles/v1/_manifests/R1.json"))
+    assert sorted({o["key"].rsplit("-", 1)[1] for o in manifest["objects"] if o["format"] == "parquet"}) == [
         "00000.parquet", "00001.parquet", "00002.parquet"]
     assert p.crawler.stats["newsarchive/publish/records"] == 5
+    assert p.crawler.stats["newsarchive/publish/objects"] == len(manifest["objects"]) == 6
     assert p.crawler.stats["newsarchive/publish/spooled"] == 0
-    assert p.written[-1] == "dataset/articles/v1/_manifests/R1.json"
+    assert p.crawler.stats["newsarchive/publish/manifest"] == "dataset/articles/v1/_manifests/R1.json"
     assert verify(p.store).problems == []
 
 
@@ -139,7 +143,7 @@ def test_outage_spools_everything_stats_say_so_and_the_next_run_publishes_it(tmp
     assert "newsarchive/publish/records" not in stats and store.created == []
     from crawler.report import checks, summarize
 
-    report = summarize({**stats, "finish_reason": "finished", "downloader/response_count": 9}, "R1", "x", [])
+    report = summarize({**stats, "finish_reason": "finished", "downloader/response_count": 9}, "R1", "x")
     assert checks(report, None, 0.05)[0] == 3
     store.down = False
     p2 = make(tmp_path, store=store, run="R2")
