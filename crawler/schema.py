@@ -22,9 +22,10 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from jsonschema import Draft202012Validator
+import fastjsonschema
+from jsonschema import Draft202012Validator, validators
 
 __all__ = [
     "SCHEMA_PATH",
@@ -72,17 +73,46 @@ class Violation:
         return f"{self.field or 'record'}: {self.message}"
 
 
-@lru_cache(maxsize=None)
-def _validator(kind: str) -> Draft202012Validator:
+def _schema(kind: str) -> dict:
     schema = copy.deepcopy(SCHEMA)
     if kind == "stage":
         schema["required"] = [f for f in schema["required"] if f not in PIPELINE_FIELDS]
-    return Draft202012Validator(schema)
+    return schema
+
+
+#: A record's arrays may be Python tuples (they are JSON arrays once published):
+#: jsonschema's checker is told so, as fastjsonschema's generated code already does.
+_Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "array", lambda _checker, instance: isinstance(instance, (list, tuple))),
+)
+
+
+@lru_cache(maxsize=None)
+def _validator(kind: str):
+    return _Validator(_schema(kind))
+
+
+@lru_cache(maxsize=None)
+def _is_valid(kind: str) -> Callable[[dict], Any]:
+    """fastjsonschema's compiled form of the schema: raises
+    ``JsonSchemaValueException`` at the first violation. Formats are not asserted,
+    as with jsonschema without a format checker; no defaults are filled in."""
+    return fastjsonschema.compile(_schema(kind), use_formats=False, use_default=False)
 
 
 def _violations(kind: str, record: Mapping[str, Any]) -> list[Violation]:
+    record = dict(record)
+    try:
+        # Ten times faster than jsonschema on a valid record (every record the gate
+        # sees, nearly); jsonschema names the violations of the others, all of them.
+        _is_valid(kind)(record)
+        return []
+    except (fastjsonschema.JsonSchemaException, TypeError):
+        pass  # TypeError: the generated code meets an unhashable value in an enum check
     out: list[Violation] = []
-    for err in sorted(_validator(kind).iter_errors(dict(record)), key=lambda e: list(e.path)):
+    for err in sorted(_validator(kind).iter_errors(record), key=lambda e: list(e.path)):
         if err.path:
             out.append(Violation(str(err.path[0]), err.message[:300]))
         elif err.validator == "required":

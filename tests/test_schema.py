@@ -3,12 +3,15 @@ validate and record-gate stages that hold records to it."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import unicodedata
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from crawler.items import INTERNAL_FIELDS, ArticleItem, QuarantineItem, content_sha256
@@ -230,3 +233,72 @@ def _with_dedup(record: dict, status: str, key: str, canonical_page: bool) -> Ar
     item["urls"] = [record["url"]]
     item["dedup"] = {"status": status, "article_key": key, "canonical_page": canonical_page}
     return item
+
+
+# -- the fast path (fastjsonschema) judges as jsonschema does ------------------------
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 2**40) | st.floats(allow_nan=False) | st.sampled_from(
+        ["", " ", "x", "127836", "2019-10-17T22:56:00+07:00", "2019-10-17", "vi", "https://baotuyenquang.com.vn/a.html",
+         "ab" * 32, "AB" * 32, "Tuyên Quang", "profile", "jsonld"]),
+    lambda inner: st.lists(inner, max_size=3) | st.lists(inner, max_size=3).map(tuple)
+    | st.dictionaries(st.sampled_from(["url", "caption", "file", "offset", "length", "title", "x"]), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@st.composite
+def mutated_seed(draw) -> dict:
+    record = copy.deepcopy(seed_record())  # its lists are the gold's own
+    for _ in range(draw(st.integers(1, 3))):
+        field = draw(st.sampled_from([*RECORD_FIELDS, "surprise"]))
+        target, key = record, field
+        if isinstance(record.get(field), dict) and record[field] and draw(st.booleans()):
+            target, key = record[field], draw(st.sampled_from(sorted(record[field])))  # warc.offset, extracted_by.title …
+        elif isinstance(record.get(field), list) and record[field] and draw(st.booleans()):
+            target, key = record[field], draw(st.integers(0, len(record[field]) - 1))  # body[2], images[0] …
+        if isinstance(target, dict) and draw(st.integers(0, 4)) == 0:
+            target.pop(key, None)
+        elif draw(st.booleans()):
+            target[key] = draw(_VALUES)
+        else:
+            target[key] = draw(_alike(target[key] if key in target or isinstance(target, list) else None))
+    return record
+
+
+def _alike(value):
+    """Values of the same JSON type as ``value`` (so that some mutants stay valid)."""
+    strings = st.sampled_from(["", " ", "x", "127836", "2019-10-17T22:56:00+07:00", "ab" * 32, "vi", "profile",
+                               "https://baotuyenquang.com.vn/a.html"]) | st.text(max_size=4)
+    if isinstance(value, bool) or value is None:
+        return st.none() | st.booleans() | strings
+    if isinstance(value, (int, float)):
+        return st.integers(-2, 5) | st.just(1.0) | st.just(2.5) | st.booleans()
+    if isinstance(value, str):
+        return strings
+    if isinstance(value, list):
+        items = st.sampled_from(value) if value else strings
+        return st.lists(items, max_size=3) | st.lists(items, max_size=3).map(tuple)
+    if isinstance(value, dict):
+        return st.fixed_dictionaries({k: st.just(v) | _VALUES for k, v in value.items()})
+    return _VALUES
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_seed(), st.sampled_from(["record", "stage"]))
+def test_the_compiled_check_accepts_exactly_what_jsonschema_accepts(record: dict, kind: str) -> None:
+    from fastjsonschema import JsonSchemaException
+
+    from crawler.schema import _is_valid, _validator
+
+    try:
+        _is_valid(kind)(copy.deepcopy(record))
+        fast = True
+    except (JsonSchemaException, TypeError):  # TypeError: an unhashable value met an enum
+        fast = False
+    assert fast == (not list(_validator(kind).iter_errors(record))), record
+
+
+def test_violations_are_still_named_when_the_fast_path_refuses() -> None:
+    record = copy.deepcopy(seed_record())
+    record.update(title="", version=True, urls=("https://baotuyenquang.com.vn/a.html",))
+    assert {v.field for v in validate_record(record)} == {"title", "version"}  # a tuple is an array
