@@ -348,3 +348,21 @@ def test_304_is_a_server_not_modified_revisit_and_requisites_are_fetched_once(tm
     assert isinstance(out[-1], IgnoreRequest)
     stats = crawler.stats.get_stats()
     assert stats["warc/revisits/not_modified"] == 1 and stats["warc/requisites/already_archived"] == 1
+
+
+def test_a_parsed_page_lets_go_of_its_tree_and_text():
+    """Scrapy holds a response until its item is through the pipelines; the spider
+    drops what it cached on it (the lxml tree is ~10 times the page's bytes)."""
+    from scrapy.http import HtmlResponse, Request
+
+    from crawler.items import ArticleItem
+
+    spider = _spider(WARC_PAGE_REQUISITES=False)
+    page = HtmlResponse(SEED_URL, body=SEED.read_bytes(), headers={"Content-Type": "text/html; charset=utf-8"},
+                        request=Request(SEED_URL))
+    out = spider.parse(page)
+    item = next(out)
+    assert isinstance(item, ArticleItem) and item["title"].startswith("Đảng bộ thị trấn Na Hang")
+    links = [r.url for r in out]
+    assert links and page._cached_selector is None and page._cached_ubody is None
+    assert page.css("title") and page.text  # rebuilt on demand
