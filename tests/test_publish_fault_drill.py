@@ -222,7 +222,9 @@ def test_store_outage_mid_crawl_spools_exits_3_and_the_next_run_publishes_each_r
         t = pq.read_table(pa.BufferReader(direct.get_object(Bucket=BUCKET, Key=k)["Body"].read()))
         reached |= set(zip(t.column("article_id").to_pylist(), t.column("version").to_pylist()))
     assert sorted(records[first_run]) == sorted(set(spooled) | reached)
-    assert len(spooled) == len(set(spooled)) and len(reached) >= 3  # batch 0 at least was in before the outage
+    # Batches 0 and 1 were in before the outage; with --batch-seconds 1 either may have
+    # been cut by age before it held 3 records, so "some" is all that can be said.
+    assert len(spooled) == len(set(spooled)) and reached
     assert len(spooled) >= 3  # and later batches were not
     versions: dict[str, int] = {}
     for page in direct.get_paginator("list_object_versions").paginate(Bucket=BUCKET):
