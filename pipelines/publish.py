@@ -183,7 +183,16 @@ class PublishPipeline:
         if self.spool is None or self.stats.get_value("newsarchive/publish/run_already_published"):
             self._worker.shutdown(wait=False)
             return None
-        self.flush(final=True)
+        # A crawl asked to stop (SIGTERM, Ctrl-C) has not met every page: a record from
+        # an alternate page may still get its canonical page's content from the next
+        # run, which can only happen if it is not published (nor marked) now; the
+        # state then forgets it (State.recover) and the next run emits it again.
+        stopped = self.crawler is not None and getattr(self.crawler, "crawling", True) is False
+        held = sum(1 for rank in self.page_rank.values() if rank < CANONICAL) if stopped else 0
+        self.flush(final=not stopped)
+        if held:
+            self.stats.set_value("newsarchive/publish/held_for_canonical_page", held)
+            logger.info("crawl stopped: %d record(s) from alternate pages left for the next run", held)
         if not self.failed:
             self.spool.finish_run(self.run_id, _now())
         return self._finish()

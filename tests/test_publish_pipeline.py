@@ -4,10 +4,11 @@ canonical page, and an outage that leaves batches spooled (stats → exit 3)."""
 
 from __future__ import annotations
 
-import json
-
 import asyncio
+import json
 import time
+
+import pytest
 
 from crawler.dataset.manifest import list_manifests, load_manifest
 from crawler.dataset.publisher import DatasetPublisher
@@ -127,6 +128,22 @@ def test_record_from_an_alternate_page_waits_for_its_canonical_page(tmp_path):
     assert rec["url"] == "https://baotuyenquang.com.vn/a-7.html"
     assert rec["section"] == record_today()["section"]  # the canonical page's content
     assert rec["urls"] == ["https://baotuyenquang.com.vn/a-7.html", mobile]
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_a_stopped_crawl_leaves_records_from_alternate_pages_to_the_next_run(tmp_path, stopped):
+    """Stopped (SIGTERM): the canonical page may come in the next run, so the
+    alternate page's record is neither published nor marked. Finished: it is."""
+    p = make(tmp_path)
+    mobile = "https://m.baotuyenquang.com.vn/a-7.html"
+    p.process_item(item(7, url=mobile, canonical_page=False, section=[]))
+    p.process_item(item(8))
+    p.crawler.crawling = not stopped
+    close(p)
+    assert sorted(r["article_id"] for r in published(p.store)) == (["8"] if stopped else ["7", "8"])
+    marked = [k for call in p.crawler.newsarchive_state.calls for k in call]
+    assert ("https://baotuyenquang.com.vn/a-7.html" in marked) is not stopped
+    assert p.crawler.stats.get("newsarchive/publish/held_for_canonical_page") == (1 if stopped else None)
 
 
 def test_outage_spools_everything_stats_say_so_and_the_next_run_publishes_it(tmp_path):
