@@ -23,6 +23,8 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.cli import main
+from crawler.store import LocalStore
+from crawler.warc.retrieve import StoreArchive
 from tests.conftest import PORTAL, ROOT, free_port, run_newsarchive, s3_client
 
 BIN = Path(sys.executable).parent
@@ -288,6 +290,11 @@ def test_wacz_packages_the_captures(crawls, tmp_path):
         assert "datapackage.json" in names
         pages = z.read("pages/pages.jsonl").decode()
     assert SEED_URL in pages
+    # Every page archived as a 200 HTML response is listed once, whatever referred to what.
+    listed = [json.loads(line)["url"] for line in pages.splitlines()[1:]]
+    html = {e.url for e in StoreArchive(LocalStore(crawls["store"])).entries()
+            if e.status == "200" and e.mime.startswith("text/html")}
+    assert len(listed) == len(set(listed)) and set(listed) == html
     since = tmp_path / "since.wacz"
     assert main(["warc", "wacz", "-o", str(since), "--store", str(crawls["store"]), "--since", "2999-01-01"]) == 1
     assert not since.exists()

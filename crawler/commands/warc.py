@@ -231,6 +231,21 @@ def run_get(args) -> int:
 
 
 # ------------------------------------------------------------------- wacz
+def wacz_pages(entries) -> bytes:
+    """``pages.jsonl`` for ``wacz create -p`` (WACZ 1.1.1, ``json-pages-1.0``): every
+    URL archived as a page (a full 200 ``text/html`` response), once, in the order
+    first captured. wacz's own ``--detect-pages`` keeps only the pages that are the
+    Referer of another capture, so whether an article is listed depended on which page
+    first asked for a shared image."""
+    lines = [json.dumps({"format": "json-pages-1.0", "id": "pages", "title": "Pages"})]
+    seen: set[str] = set()
+    for e in sorted(entries, key=lambda e: e.timestamp):
+        if e.status == "200" and e.mime.split(";")[0].strip() == "text/html" and e.url not in seen:
+            seen.add(e.url)
+            lines.append(json.dumps({"url": e.url, "title": e.url}, ensure_ascii=False))
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
 def run_wacz(args) -> int:
     from crawler.store import StoreError
     from crawler.warc.retrieve import RetrievalError, StoreArchive, parse_when
@@ -253,7 +268,10 @@ def run_wacz(args) -> int:
             return EXIT_PROBLEMS
         with tempfile.TemporaryDirectory(prefix="newsarchive-wacz-") as tmp:
             files = archive.materialize(keys, Path(tmp))
-            cmd = [str(wacz), "create", "-o", str(Path(args.output).resolve()), "--detect-pages",
+            pages = Path(tmp) / "pages.jsonl"
+            chosen = set(keys)
+            pages.write_bytes(wacz_pages(e for e in archive.entries() if e.key in chosen))
+            cmd = [str(wacz), "create", "-o", str(Path(args.output).resolve()), "-p", str(pages),
                    "--title", args.title or "newsarchive captures",
                    "--desc", f"captures from {archive.store.url}" + (f" since {args.since}" if since else "")]
             proc = subprocess.run(cmd + [str(f) for f in files], capture_output=True, text=True)
