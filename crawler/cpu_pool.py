@@ -35,8 +35,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import pickle
-import struct
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -46,12 +44,11 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
+from crawler.frames import FrameReader, frame
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CpuPool", "default_workers"]
-
-_HEADER = struct.Struct(">I")
-
 
 def default_workers() -> int:
     """1 worker process when the machine has more than one CPU, else 0 (in-process)."""
@@ -64,23 +61,15 @@ class _Worker(ProcessProtocol):
     def __init__(self, pool: "CpuPool"):
         self.pool = pool
         self.pending: dict[int, tuple[Deferred, str, tuple]] = {}
-        self._buf = bytearray()
+        self._frames = FrameReader()
         self.ended = False
 
     def send(self, task_id: int, step: str, args: tuple, d: Deferred) -> None:
-        data = pickle.dumps((task_id, step, args), protocol=pickle.HIGHEST_PROTOCOL)
         self.pending[task_id] = (d, step, args)
-        self.transport.write(_HEADER.pack(len(data)) + data)
+        self.transport.write(frame((task_id, step, args)))
 
     def outReceived(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
-        while len(buf) >= _HEADER.size:
-            (n,) = _HEADER.unpack_from(buf)
-            if len(buf) < _HEADER.size + n:
-                return
-            task_id, ok, value = pickle.loads(bytes(buf[_HEADER.size : _HEADER.size + n]))
-            del buf[: _HEADER.size + n]
+        for task_id, ok, value in self._frames.feed(data):
             d, _step, _args = self.pending.pop(task_id)
             if ok:
                 d.callback(value)

@@ -12,14 +12,11 @@ to stop, then closes the pipe).
 from __future__ import annotations
 
 import os
-import pickle
 import signal
-import struct
 import sys
 from typing import Any, BinaryIO, Callable
 
-_HEADER = struct.Struct(">I")
-
+from crawler.frames import frame, read_frame
 
 def _steps() -> dict[str, Callable[..., Any]]:
     from crawler.neardup import signature_bytes
@@ -39,37 +36,23 @@ def _steps() -> dict[str, Callable[..., Any]]:
 STEPS = ("signature", "outlinks", "validate_stage")
 
 
-def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
-    chunks, left = [], n
-    while left:
-        chunk = stream.read(left)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
 def serve(inp: BinaryIO, out: BinaryIO) -> None:
     """Answer frames from ``inp`` on ``out`` until EOF."""
     steps = _steps()
     while True:
-        header = _read_exactly(inp, _HEADER.size)
-        if header is None:
+        request = read_frame(inp)
+        if request is None:
             return
-        payload = _read_exactly(inp, _HEADER.unpack(header)[0])
-        if payload is None:
-            return
-        task_id, step, args = pickle.loads(payload)
+        task_id, step, args = request
         try:
             reply = (task_id, True, steps[step](*args))
         except Exception as exc:  # returned to the caller, who raises it
             reply = (task_id, False, exc)
         try:
-            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+            data = frame(reply)
         except Exception as exc:  # an unpicklable exception: send its text
-            data = pickle.dumps((task_id, False, RuntimeError(repr(exc))), protocol=pickle.HIGHEST_PROTOCOL)
-        out.write(_HEADER.pack(len(data)) + data)
+            data = frame((task_id, False, RuntimeError(repr(exc))))
+        out.write(data)
         out.flush()
 
 

@@ -99,7 +99,7 @@ def server():
 # ---------------------------------------------------------------- crawl script
 CRAWL_SCRIPT = textwrap.dedent(
     """
-    import json, sys, threading
+    import json, os, sys, threading
     from pathlib import Path
 
     import scrapy
@@ -110,6 +110,7 @@ CRAWL_SCRIPT = textwrap.dedent(
 
     base, warc_dir, out_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     SECRET = sys.argv[4]
+    WRITER_PROCESS = sys.argv[5] == "process"
 
     # Record which thread performs each write (must not be the reactor thread).
     threads = []
@@ -157,6 +158,8 @@ CRAWL_SCRIPT = textwrap.dedent(
         "WARC_DIR": warc_dir,
         "WARC_PREFIX": "CAPTURE",
         "WARC_MAX_SIZE": 3000,
+        "WARC_WRITER_PROCESS": WRITER_PROCESS,
+        "NEWSARCHIVE_CPU_WORKERS": 1,
         "WARC_OPERATOR": "newsarchive test-suite",
         "USER_AGENT": "newsarchive-test/1.0",
         "ROBOTSTXT_OBEY": True,
@@ -172,6 +175,7 @@ CRAWL_SCRIPT = textwrap.dedent(
     process.start()
     (out_dir / "result.json").write_text(json.dumps({
         "threads": threads,
+        "pid": os.getpid(),
         "hook_calls": hook_calls,
         "signal_calls": signal_calls,
         "stats": crawler.stats.get_stats(),
@@ -215,12 +219,13 @@ def read_pointer(warc_dir: Path, ptr: dict) -> dict:
     return recs[0]
 
 
-def test_real_crawl(server: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_real_crawl(server: str, tmp_path: Path, writer: str) -> None:
     warc_dir = tmp_path / "warc"
     script = tmp_path / "crawl.py"
     script.write_text(CRAWL_SCRIPT)
     proc = subprocess.run(
-        [sys.executable, str(script), server, str(warc_dir), str(tmp_path), SECRET],
+        [sys.executable, str(script), server, str(warc_dir), str(tmp_path), SECRET, writer],
         capture_output=True,
         text=True,
         timeout=60,
@@ -361,9 +366,14 @@ def test_real_crawl(server: str, tmp_path: Path) -> None:
     assert err_ptr["record_type"] == "response"
     assert err_ptr["revisit"]["record_id"] == again["h"]["WARC-Record-ID"]
 
-    # --- writes ran on the writer thread, never the reactor thread
-    assert len(result["threads"]) == 8  # robots, gz, chunked, 302, final, 404, 500 x2
-    assert all(t.startswith("warc-writer") for t in result["threads"])
+    # --- writes ran in the WARC writer process, or on the writer thread; never on the
+    # reactor thread. File names carry the crawl process's pid either way.
+    if writer == "process":
+        assert result["threads"] == []
+    else:
+        assert len(result["threads"]) == 8  # robots, gz, chunked, 302, final, 404, 500 x2
+        assert all(t.startswith("warc-writer") for t in result["threads"])
+    assert all(f.name.endswith(f"-{result['pid']}.warc.gz") for f in files)
     assert {i["reactor_thread"] for i in items} == {"MainThread"}
 
     # --- hook + signal + stats

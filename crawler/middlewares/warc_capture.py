@@ -82,11 +82,15 @@ closed-file hook runs, so uploaders ship both. At start-up, ``.open`` files of
 a killed run are recovered and closed files left behind (upload failed, or the
 process died before uploading) are put through the same hook.
 
-Threading: compressing records and listing outlinks take time, so every write
-runs on a single-worker executor thread ("warc-writer"), never on the
-reactor thread. One worker serialises writes, which keeps offsets and
-rollover consistent. ``process_response`` awaits the write, so the pointer
-is in ``meta`` before the response reaches the spider.
+Where the writing happens: building records, digesting, compressing, the digest
+index and listing outlinks are :class:`crawler.warc.session.CaptureSession`'s work.
+It runs in the WARC writer process (:mod:`crawler.warc.sink`) when the crawl may use
+CPU workers (``NEWSARCHIVE_CPU_WORKERS`` > 0) and ``WARC_WRITER_PROCESS`` is True,
+else on a single-worker executor thread ("warc-writer"); never on the reactor
+thread. One writer serialises writes, which keeps offsets and rollover consistent.
+``process_response`` awaits the write, so the pointer is in ``meta`` before the
+response reaches the spider. If the writer process dies, the crawl stops with finish
+reason ``warc_writer_failed`` (stat ``warc/writer_failed``).
 
 Closed-file hook (for uploading to object storage): whenever a file is
 closed and renamed (rollover, crawl end, or recovery of an orphan ``.open``
@@ -110,7 +114,7 @@ Settings: ``WARC_ENABLED`` (True), ``WARC_DIR`` (``state/warc-tmp``),
 ``WARC_OPERATOR``, ``WARC_DESCRIPTION``, ``WARC_RECOVER_ON_START`` (True),
 ``WARC_REVISITS`` (True), ``WARC_REVISITS_URL_AGNOSTIC`` (False),
 ``WARC_METADATA`` (True), ``WARC_METADATA_REVISITS`` (False),
-``WARC_DIGEST_INDEX``,
+``WARC_DIGEST_INDEX``, ``WARC_WRITER_PROCESS`` (True),
 ``WARC_REQUISITES_REFETCH`` (False: a page requisite already captured in this
 store is not fetched again, see :meth:`WarcCaptureMiddleware.process_request`),
 plus ``USER_AGENT``, ``ROBOTSTXT_OBEY``, ``NEWSARCHIVE_CONTACT_URL``,
@@ -123,7 +127,7 @@ Stats: ``warc/records``, ``warc/bytes`` (compressed bytes incl. warcinfo),
 ``warc/index_errors``, ``warc/recovered_files``, ``warc/leftover_files``,
 ``warc/requisites/already_archived``,
 ``warc/errors``, ``warc/hook_errors``, ``warc/skipped/cached``,
-``warc/skipped/scheme``, ``warc/truncated``.
+``warc/skipped/scheme``, ``warc/truncated``, ``warc/disk_full``, ``warc/writer_failed``.
 
 Write failures (disk full …): the file is rolled back, ``warc/errors`` is
 bumped, any stale ``meta["warc"]`` is removed and the exception is raised
@@ -138,6 +142,7 @@ import errno
 import http
 import inspect
 import logging
+import os
 import queue
 import socket
 import time
@@ -156,18 +161,12 @@ from twisted.internet.threads import deferToThread
 
 from crawler.middlewares.maxsize import TRUNCATED_META
 from crawler.warc.cdxj import ensure_cdxj
-from crawler.warc.digests import Capture, PayloadDigestIndex
 from crawler.cpu_pool import CpuPool
-from crawler.warc.outlinks import outlink_fields, reads_links
-from crawler.warc.writer import (
-    PROFILE_IDENTICAL_PAYLOAD,
-    PROFILE_SERVER_NOT_MODIFIED,
-    RecordPointer,
-    Revisit,
-    WarcFileWriter,
-    recover_open_files,
-    sha1_base32_digest,
-)
+from crawler.warc.digests import PayloadDigestIndex
+from crawler.warc.outlinks import reads_links
+from crawler.warc.session import CaptureSession, SessionConfig, outlink_args
+from crawler.warc.sink import WarcSink, WarcSinkError
+from crawler.warc.writer import WarcFileWriter, recover_open_files
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -412,37 +411,28 @@ class WarcCaptureMiddleware:
     """Record every HTTP response (and its request) into rolling WARC 1.1 files.
 
     See the module docstring for placement, settings, stats, pointer format,
-    revisits and the closed-file hook.
+    revisits, the writer process and the closed-file hook.
     """
 
-    def __init__(
-        self,
-        crawler: "Crawler",
-        writer: WarcFileWriter,
-        index: PayloadDigestIndex | None = None,
-        revisits: bool = True,
-        metadata: bool = True,
-    ) -> None:
+    def __init__(self, crawler: "Crawler", config: SessionConfig) -> None:
         self.crawler = crawler
         self.stats = crawler.stats
-        self.writer = writer
-        self._disk_full = False  # WARC folder full: the crawl is being stopped
-        self.index = index
-        self.revisits = revisits and index is not None
-        self.metadata = metadata
+        self.config = config
+        self._failed = False  # the WARC folder is full or the writer is gone: the crawl is being stopped
+        self.metadata = config.metadata
         self.refetch_requisites = crawler.settings.getbool("WARC_REQUISITES_REFETCH", False)
-        self.metadata_revisits = crawler.settings.getbool("WARC_METADATA_REVISITS", False)
-        self.url_agnostic = crawler.settings.getbool("WARC_REVISITS_URL_AGNOSTIC", False)
-        # Files closed on the writer thread are queued here and handed to
-        # on_file_closed() on the reactor thread after the job completes.
+        # Files closed by the writer (thread or process), handed to on_file_closed()
+        # on the reactor thread after the call that closed them.
         self._closed: queue.SimpleQueue[Path] = queue.SimpleQueue()
-        writer.on_close = self._writer_closed
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warc-writer")
         self._warned_zstd = False
         self._shut_down = False
-        #: Worker process that lists outlinks (None: the writer thread lists them).
         pool = CpuPool.for_crawler(crawler)
+        #: Worker process that lists outlinks when the writer runs on a thread.
         self.pool = pool if pool.workers else None
+        self._use_process = bool(pool.workers) and crawler.settings.getbool("WARC_WRITER_PROCESS", True)
+        self._sink: WarcSink | None = None
+        self._session: CaptureSession | None = None  # the writer-thread alternative
+        self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_crawler(cls, crawler: "Crawler") -> "WarcCaptureMiddleware":
@@ -451,20 +441,27 @@ class WarcCaptureMiddleware:
         if not s.getbool("WARC_ENABLED", True):
             raise NotConfigured("WARC_ENABLED is False")
         directory = Path(s.get("WARC_DIR") or "state/warc-tmp")
-        writer = WarcFileWriter(
-            directory,
+        revisits = s.getbool("WARC_REVISITS", True)
+        config = SessionConfig(
+            directory=directory,
             prefix=s.get("WARC_PREFIX") or "NEWSARCHIVE",
             host=socket.gethostname(),
             max_size=s.getint("WARC_MAX_SIZE", 1_000_000_000),
             warcinfo=warcinfo_fields(s),
-        )
-        index = None
-        revisits = s.getbool("WARC_REVISITS", True)
-        if revisits:
+            pid=os.getpid(),
             # Beside WARC_DIR: the CLI puts WARC_DIR at <state-dir>/warc.
-            index_path = s.get("WARC_DIGEST_INDEX") or directory.resolve().parent / "warc-digests.sqlite"
-            index = PayloadDigestIndex(index_path, s.get("NEWSARCHIVE_STORE") or "archive")
-        mw = cls(crawler, writer, index, revisits, s.getbool("WARC_METADATA", True))
+            index_path=Path(s.get("WARC_DIGEST_INDEX") or directory.resolve().parent / "warc-digests.sqlite")
+            if revisits else None,
+            store=s.get("NEWSARCHIVE_STORE") or "archive",
+            revisits=revisits,
+            url_agnostic=s.getbool("WARC_REVISITS_URL_AGNOSTIC", False),
+            metadata=s.getbool("WARC_METADATA", True),
+            metadata_revisits=s.getbool("WARC_METADATA_REVISITS", False),
+        )
+        if config.max_size <= 0:
+            raise ValueError("WARC_MAX_SIZE must be > 0")
+        directory.mkdir(parents=True, exist_ok=True)
+        mw = cls(crawler, config)
         if s.getbool("WARC_RECOVER_ON_START", True):
             # Closed files still here were never uploaded (upload failed, or the
             # process died first); .open files are orphans of a killed run.
@@ -474,9 +471,15 @@ class WarcCaptureMiddleware:
                 logger.warning("recovered orphan WARC file %s", path)
             for path in leftover:
                 logger.warning("WARC file %s was left by an earlier run; indexing and uploading it", path)
-            for path in sorted(set(leftover) | set(recovered)):
-                if index is not None:
-                    index.add_from_warc(path)
+            found = sorted(set(leftover) | set(recovered))
+            if found and config.index_path is not None:
+                index = PayloadDigestIndex(config.index_path, config.store)
+                try:
+                    for path in found:
+                        index.add_from_warc(path)
+                finally:
+                    index.close()
+            for path in found:
                 mw._closed.put(path)
             if recovered:
                 mw.stats.inc_value("warc/recovered_files", len(recovered))
@@ -485,31 +488,91 @@ class WarcCaptureMiddleware:
         crawler.signals.connect(mw.spider_closed, signal=signals.spider_closed)
         return mw
 
-    def _stop_on_full_disk(self, exc: OSError, url: str) -> None:
-        """The WARC folder is full (or over quota / the file size limit): every
-        later page would fail the same way, so stop the crawl once, with a clear
-        message and finish reason ``warc_disk_full`` (exit code 1). The file being
-        written was rolled back to its last whole record; closed files are intact;
-        pages not archived were not extracted, so the next run fetches them again."""
-        self.stats.inc_value("warc/disk_full")
-        if self._disk_full:
+    def _stop_crawl(self, reason: str, message: str, *args: Any) -> None:
+        """Stop the crawl once with finish ``reason`` (exit code 1): every later
+        page would fail the same way. Pages not archived were not extracted, so the
+        next run fetches them again."""
+        if self._failed:
             return
-        self._disk_full = True
-        logger.error(
-            "WARC folder %s is full (%s) while archiving %s: stopping the crawl; "
-            "WARC files already closed are valid, free space and run again to finish",
-            self.writer.directory, exc.strerror or exc, url,
-        )
+        self._failed = True
+        logger.error(message, *args)
         try:
             engine = self.crawler.engine
         except (AttributeError, RuntimeError):  # not crawling (Scrapy 2.19 raises before the engine exists)
             engine = None
         if engine is not None:
-            asyncio.ensure_future(engine.close_spider_async(reason="warc_disk_full"))
+            asyncio.ensure_future(engine.close_spider_async(reason=reason))
 
-    # ------------------------------------------------------------ threading
+    def _stop_on_full_disk(self, exc: OSError, url: str) -> None:
+        """The WARC folder is full (or over quota / the file size limit): stop the
+        crawl with finish reason ``warc_disk_full``. The file being written was
+        rolled back to its last whole record; closed files are intact."""
+        self.stats.inc_value("warc/disk_full")
+        self._stop_crawl(
+            "warc_disk_full",
+            "WARC folder %s is full (%s) while archiving %s: stopping the crawl; "
+            "WARC files already closed are valid, free space and run again to finish",
+            self.config.directory, exc.strerror or exc, url,
+        )
+
+    # ------------------------------------------------------------ writer
+    @property
+    def writer(self) -> WarcFileWriter:
+        """The in-process writer (writer-thread mode only).
+
+        Raises:
+            RuntimeError: the writer runs in the WARC writer process.
+        """
+        if self._sink is not None:
+            raise RuntimeError("the WARC writer runs in its own process")
+        return self._local_session().writer
+
+    def _local_session(self) -> CaptureSession:
+        if self._session is None:
+            self._session = CaptureSession(self.config)
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warc-writer")
+        return self._session
+
+    def _start_writer(self) -> None:
+        """The writer process on first use when the reactor runs and CPU workers are
+        allowed (``NEWSARCHIVE_CPU_WORKERS``, ``WARC_WRITER_PROCESS``); otherwise a
+        writer thread (also when the process cannot be started)."""
+        if self._sink is not None or self._session is not None:
+            return
+        if self._use_process:
+            from twisted.internet import reactor
+
+            if reactor.running:  # type: ignore[attr-defined]
+                try:
+                    self._sink = WarcSink.start(self.config, self._sink_closed)
+                    return
+                except OSError as exc:
+                    logger.error("cannot start the WARC writer process (%s); writing on a thread", exc)
+        self._local_session()
+
+    def _sink_closed(self, paths: list[Path]) -> None:
+        for path in paths:
+            self._closed.put(path)
+
+    def _thread_job(self, op: str, *args: Any) -> Any:
+        # Writer thread; files closed during the call are queued even when it fails.
+        session = self._local_session()
+        try:
+            return getattr(session, op)(*args)
+        finally:
+            for path in session.take_closed():
+                self._closed.put(path)
+
+    async def _call(self, op: str, *args: Any) -> Any:
+        """``CaptureSession.<op>(*args)`` on the writer process or thread, awaited."""
+        self._start_writer()
+        if self._sink is not None:
+            return await self._sink.call(op, *args)
+        return await self._in_writer_thread(self._thread_job, op, *args)
+
     async def _in_writer_thread(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Run ``fn`` on the single writer thread and await its result."""
+        assert self._executor is not None
         cf: Future[_T] = self._executor.submit(fn, *args, **kwargs)
         if is_asyncio_available():
             return await asyncio.wrap_future(cf)
@@ -535,83 +598,6 @@ class WarcCaptureMiddleware:
             return await asyncio.to_thread(fn, *args)
         return await maybe_deferred_to_future(deferToThread(fn, *args))
 
-    def _writer_closed(self, path: Path) -> None:
-        # Writer thread: the file is complete and renamed, so its captures can
-        # be committed to the digest index before anyone hears of the file.
-        if self.index is not None:
-            self.index.commit_file(path.name)
-        self._closed.put(path)
-
-    def _revisit_for(self, kwargs: dict[str, Any], digest: str) -> tuple[Revisit | None, Capture | None]:
-        """The revisit to write instead of a response (and the capture it refers
-        to), or ``(None, None)`` for a full response. Writer thread."""
-        if self.index is None:
-            return None, None
-        url = kwargs["url"]
-        if kwargs["status"] == 304:
-            prev = self.index.latest_for_url(url)
-            if prev is None:
-                return None, None
-            return Revisit(PROFILE_SERVER_NOT_MODIFIED, prev.url, prev.warc_date, prev.record_id), None
-        if (
-            not self.revisits
-            or not kwargs["body"]
-            or kwargs["truncated"]
-            or kwargs["request_method"] != "GET"
-        ):
-            return None, None
-        original = self.index.lookup(digest, url, any_url=self.url_agnostic)
-        if original is None:
-            return None, None
-        return Revisit(PROFILE_IDENTICAL_PAYLOAD, original.url, original.warc_date, original.record_id), original
-
-    @staticmethod
-    def _outlink_args(kwargs: dict[str, Any], context: dict[str, Any]) -> tuple:
-        encodings = [v for k, v in kwargs["response_headers"] if k.lower() == "content-encoding"]
-        return (kwargs["url"], context.get("content_type"), kwargs["body"], encodings, context.get("location"))
-
-    @classmethod
-    def _metadata_fields(cls, kwargs: dict[str, Any], context: dict[str, Any], full: bool) -> dict[str, Any]:
-        fields: dict[str, Any] = {"via": context.get("via"), "fetchTimeMs": context.get("fetchTimeMs")}
-        if not full:
-            return fields
-        outlinks = context.get("outlinks")  # listed by the worker process already
-        fields.update(outlinks if outlinks is not None else outlink_fields(*cls._outlink_args(kwargs, context)))
-        return fields
-
-    def _write_job(
-        self, kwargs: dict[str, Any], context: dict[str, Any]
-    ) -> tuple[RecordPointer, Capture | None, int, int]:
-        # Runs on the writer thread; deltas are exact because it is the only
-        # thread touching the writer.
-        b0, r0 = self.writer.total_bytes, self.writer.total_records
-        digest = sha1_base32_digest(kwargs["body"])
-        revisit, original = self._revisit_for(kwargs, digest)
-        write_metadata = self.metadata and (revisit is None or self.metadata_revisits)
-        metadata = self._metadata_fields(kwargs, context, revisit is None) if write_metadata else None
-        ptr = self.writer.write_exchange(**kwargs, revisit=revisit, metadata=metadata)
-        if revisit is not None and self.index is not None:
-            self.index.stage_revisit(kwargs["url"], ptr.file)
-        elif self.index is not None and kwargs["body"] and not kwargs["truncated"]:
-            self.index.stage(
-                Capture(
-                    digest=digest,
-                    url=kwargs["url"],
-                    warc_date=ptr.warc_date,
-                    record_id=ptr.record_id,
-                    status=kwargs["status"],
-                    file=ptr.file,
-                    offset=ptr.offset,
-                    length=ptr.length,
-                )
-            )
-        return ptr, original, self.writer.total_bytes - b0, self.writer.total_records - r0
-
-    def _close_job(self) -> tuple[list[Path], int, int]:
-        b0, r0 = self.writer.total_bytes, self.writer.total_records
-        paths = self.writer.close()
-        return paths, self.writer.total_bytes - b0, self.writer.total_records - r0
-
     async def _drain_closed(self) -> None:
         while True:
             try:
@@ -621,20 +607,31 @@ class WarcCaptureMiddleware:
             await self.on_file_closed(path)
 
     # ----------------------------------------------------------- middleware
-    def process_request(self, request: "Request") -> None:
+    def process_request(self, request: "Request") -> Any:
         """Drop a page requisite (``meta["page_requisite"]``) whose URL already
         has a full capture in this store: requisites are fetched once, not every
         run (``WARC_REQUISITES_REFETCH`` = True fetches them again; unchanged
-        ones then become revisits)."""
-        if (
-            request.meta.get("page_requisite")
-            and not self.refetch_requisites
-            and self.index is not None
-            and self.index.has_url(target_uri(request.url))
-        ):
+        ones then become revisits). Asks the writer process (a coroutine Scrapy
+        awaits) or, on the writer thread's side, the index directly.
+
+        Raises:
+            IgnoreRequest: the requisite is already archived.
+        """
+        if not request.meta.get("page_requisite") or self.refetch_requisites or self.config.index_path is None:
+            return None
+        self._start_writer()
+        if self._sink is not None:
+            return self._requisite_check(request)
+        self._requisite_verdict(request, self._local_session().has_url(target_uri(request.url)))
+        return None
+
+    async def _requisite_check(self, request: "Request") -> None:
+        self._requisite_verdict(request, await self._call("has_url", target_uri(request.url)))
+
+    def _requisite_verdict(self, request: "Request", archived: bool) -> None:
+        if archived:
             self.stats.inc_value("warc/requisites/already_archived")
             raise IgnoreRequest(f"page requisite already archived: {request.url}")
-        return None
 
     async def process_response(self, request: "Request", response: "Response") -> "Response":
         """Write the exchange, set ``request.meta["warc"]``, return ``response`` unchanged.
@@ -666,21 +663,27 @@ class WarcCaptureMiddleware:
             )
 
         meta = request.meta
-        if self.metadata and self.pool is not None and (reads_links(context.get("content_type")) or context.get("location")):
+        self._start_writer()
+        if self.metadata and self.pool is not None and self._sink is None and (reads_links(context.get("content_type")) or context.get("location")):
             # Listed for every response, though a revisit's metadata record names none:
             # the writer thread decides revisits, and the worker's time is not ours.
+            # (The writer process lists them itself.)
             try:
-                context["outlinks"] = await self.pool.run("outlinks", *self._outlink_args(kwargs, context))
+                context["outlinks"] = await self.pool.run("outlinks", *outlink_args(kwargs, context))
             except Exception as exc:  # never lose the capture over its outlinks
                 logger.warning("listing the outlinks of %s failed: %r", response.url, exc)
                 context["outlinks"] = {"outlinkError": repr(exc)[:300], "outlink": []}
         try:
-            ptr, original, nbytes, nrecords = await self._in_writer_thread(self._write_job, kwargs, context)
+            ptr, original, nbytes, nrecords = await self._call("write", kwargs, context)
         except Exception as exc:
             self.stats.inc_value("warc/errors")
             meta.pop("warc", None)  # never leave a previous hop's pointer behind
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 self._stop_on_full_disk(exc, response.url)
+            elif isinstance(exc, WarcSinkError):
+                self.stats.inc_value("warc/writer_failed")
+                self._stop_crawl("warc_writer_failed", "%s while archiving %s: stopping the crawl; closed WARC "
+                                 "files are valid, the next run recovers the open one", exc, response.url)
             else:
                 logger.exception("WARC write failed for %s", response.url)
             raise
@@ -765,14 +768,18 @@ class WarcCaptureMiddleware:
         self._shut_down = True
         t0 = time.monotonic()
         try:
-            _paths, nbytes, nrecords = await self._in_writer_thread(self._close_job)
-            self.stats.inc_value("warc/bytes", nbytes)
-            self.stats.inc_value("warc/records", nrecords)
+            if self._sink is not None or self._session is not None:
+                _paths, nbytes, nrecords = await self._call("close")
+                self.stats.inc_value("warc/bytes", nbytes)
+                self.stats.inc_value("warc/records", nrecords)
         finally:
             await self._drain_closed()
-            self._executor.shutdown(wait=True)
-            if self.index is not None:
-                self.index.close()
+            if self._sink is not None:
+                await self._sink.stop()
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+            if self._session is not None:
+                self._session.shutdown()
         logger.info(
             "WARC writer closed (%s files total, %.2fs)",
             self.stats.get_value("warc/files", 0),

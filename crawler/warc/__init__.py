@@ -8,6 +8,9 @@ Public API (see :mod:`crawler.warc.writer` for details)::
     PayloadDigestIndex  payload digest → first capture, for revisits (crawler.warc.digests)
     recover_open_files  repair ``*.warc.gz.open`` files left by a killed process
     sha1_base32_digest  the ``sha1:<BASE32>`` digest form used in WARC headers
+
+A crawl's writer and index with the response/revisit rules: ``crawler.warc.session``
+(``CaptureSession``), run in the WARC writer process ``crawler.warc.sink``.
 """
 
 from crawler.warc.digests import Capture, PayloadDigestIndex
