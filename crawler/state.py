@@ -28,10 +28,11 @@ import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, ContextManager
 
 SCHEMA_VERSION = 3
 
@@ -156,6 +157,12 @@ class State(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def transaction(self) -> ContextManager[Any]:
+        """A context whose writes commit together, or not at all (SQLite: one
+        transaction; nested ones join it). Backends whose writes are each atomic
+        and shared with other processes as they happen (Redis) make it a no-op."""
+        return nullcontext()
+
     # -- articles -------------------------------------------------------------
     @abstractmethod
     def by_key(self, article_key: str) -> KnownArticle | None:
@@ -242,6 +249,7 @@ class SQLiteState(State):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._tx_depth = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -291,13 +299,28 @@ class SQLiteState(State):
     @contextmanager
     def _tx(self):
         with self._lock:
+            if self._tx_depth:  # inside transaction(): join it
+                self._tx_depth += 1
+                try:
+                    yield self.db
+                finally:
+                    self._tx_depth -= 1
+                return
             self.db.execute("BEGIN IMMEDIATE")
+            self._tx_depth = 1
             try:
                 yield self.db
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
-            self.db.execute("COMMIT")
+            else:
+                self.db.execute("COMMIT")
+            finally:
+                self._tx_depth = 0
+
+    def transaction(self) -> ContextManager[Any]:
+        """One SQLite transaction for every write inside (see :meth:`State.transaction`)."""
+        return self._tx()
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:

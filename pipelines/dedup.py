@@ -149,8 +149,13 @@ class DedupPipeline:
     # ------------------------------------------------------------------ decisions
     def classify(self, item: ArticleItem, signature: MinHash | None = None) -> ArticleItem:
         """Annotate ``item`` with its dedup outcome, version and near-duplicate link;
-        update the state. ``signature``: the MinHash of the item's text when already
+        update the state, in one transaction (a crash leaves all of the article's
+        rows or none). ``signature``: the MinHash of the item's text when already
         computed (else it is computed here when needed)."""
+        with self.state.transaction():
+            return self._classify(item, signature)
+
+    def _classify(self, item: ArticleItem, signature: MinHash | None) -> ArticleItem:
         canon = self.profile.canonicalize_url
         key = canon(item.get("canonical_url") or item["url"])
         # The canonical page itself (tracking parameters aside), not a copy on the

@@ -5,6 +5,7 @@ what a killed run left unpublished coming back."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 from scrapy.statscollectors import MemoryStatsCollector
@@ -384,3 +385,23 @@ def test_the_publish_stage_marks_its_batch_published_after_writing_it(tmp_path):
     publisher.flush()
     assert dedup.state.pending_count() == 0
     assert crawler.newsarchive_state.by_key(CANON).published
+
+
+def test_an_article_is_classified_in_one_transaction(tmp_path):
+    # A failure after the article's record but before its URL and page link (a crash,
+    # a full disk) leaves none of its rows: the next run classifies it afresh.
+    dedup, _stats = open_pipeline(tmp_path)
+    key = get_profile("baotuyenquang").canonicalize_url(CANON)
+    dedup.state.record_page(CANON, 200)
+
+    def broken(url, article_key):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    real, dedup.state.link_page = dedup.state.link_page, broken
+    with pytest.raises(sqlite3.OperationalError):
+        dedup.process_item(item(CANON))
+    assert dedup.state.by_key(key) is None and dedup.state.urls_of(key) == []
+    dedup.state.link_page = real
+    assert dedup.process_item(item(CANON))["dedup"]["status"] == "new"
+    assert dedup.state.by_key(key).version == 1 and dedup.state.urls_of(key) == [CANON]
+    assert dedup.state.page(CANON).article_key == key
