@@ -1,14 +1,15 @@
 """Worker processes for the crawl's pure, CPU-bound steps.
 
 A crawl is one Python process, and its Python code takes turns on one core (the
-GIL): the reactor thread (Scrapy, the spider, the item pipelines) and the WARC
-writer thread slow each other down while the machine's other cores idle. Steps
-that are pure functions of their arguments — the MinHash signature of an article
+GIL): the reactor thread (Scrapy, the spider, the item pipelines) and its helper
+threads slow each other down while the machine's other cores idle. Steps that are
+pure functions of their arguments — the MinHash signature of an article
 (pipelines/dedup.py), the validate stage's schema check (pipelines/validate.py), the
-outlinks of a page for its WARC ``metadata`` record (crawler/middlewares/
-warc_capture.py) — run in a worker process (:mod:`crawler.cpu_worker`), and the
-crawl process only pickles arguments and results (bench/ANALYSIS.md has the
-measurements).
+outlinks of a page for its WARC ``metadata`` record when the WARC writer runs on a
+thread (crawler/middlewares/warc_capture.py), a dataset batch's files
+(pipelines/publish.py) — run in a worker process (:mod:`crawler.cpu_worker`), and
+the crawl process only pickles arguments and results (bench/ANALYSIS.md has the
+measurements). The WARC writer has a process of its own (:mod:`crawler.warc.sink`).
 
 The workers are child processes of the reactor (``reactor.spawnProcess``) that
 speak length-prefixed pickles over their stdin/stdout: no helper threads and no
@@ -126,12 +127,21 @@ class CpuPool:
 
     async def run(self, step: str, *args: Any) -> Any:
         """``step(*args)`` in a worker process (the least busy), awaited."""
+        d = self.submit(step, *args)
+        if d is None:
+            return self.run_here(step, *args)
+        return await maybe_deferred_to_future(d)
+
+    def submit(self, step: str, *args: Any) -> Deferred | None:
+        """``step(*args)`` sent to a worker process: a Deferred of its result (fired on
+        the reactor thread), or None when no worker runs (no reactor, no workers, pool
+        closed), and the caller runs the step itself."""
         worker = self._worker()
         if worker is None:
-            return self.run_here(step, *args)
+            return None
         d: Deferred = Deferred()
         worker.send(next(self._ids), step, args, d)
-        return await maybe_deferred_to_future(d)
+        return d
 
     # ---------------------------------------------------------------- workers
     def _worker(self) -> _Worker | None:

@@ -18,6 +18,13 @@ from typing import Any, BinaryIO, Callable
 
 from crawler.frames import frame, read_frame
 
+def _build_batch(*args: Any) -> Any:
+    # pyarrow is imported on the first batch, not when the worker starts.
+    from crawler.dataset.batches import build_batch
+
+    return build_batch(*args)
+
+
 def _steps() -> dict[str, Callable[..., Any]]:
     from crawler.neardup import signature_bytes
     from crawler.schema import validate_stage
@@ -29,11 +36,12 @@ def _steps() -> dict[str, Callable[..., Any]]:
         "signature": signature_bytes,
         "outlinks": outlink_fields,
         "validate_stage": validate_stage,
+        "build_batch": _build_batch,
     }
 
 
 #: Step names the crawl may ask for (the same names :class:`CpuPool` runs in-process).
-STEPS = ("signature", "outlinks", "validate_stage")
+STEPS = ("signature", "outlinks", "validate_stage", "build_batch")
 
 
 def serve(inp: BinaryIO, out: BinaryIO) -> None:

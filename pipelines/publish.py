@@ -8,7 +8,8 @@ buffer for its canonical page until the run ends; the others go out in batches.
 
 A batch is cut every ``NEWSARCHIVE_BATCH_SIZE`` records (default 500) or when
 its oldest record has waited ``NEWSARCHIVE_BATCH_SECONDS`` (default 60). Each
-batch is serialized (:mod:`crawler.dataset.batches`), written durably to the
+batch is serialized (:mod:`crawler.dataset.batches`; in the CPU worker process
+when there is one, see :meth:`PublishPipeline.flush`), written durably to the
 spool in the state directory, reported to the dedup state as published
 (``crawler.newsarchive_state.mark_published``, the contract of HELPERS.md), and
 handed to one worker thread that drains the spool into the store
@@ -33,13 +34,15 @@ import os
 import time
 from itertools import chain
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from scrapy.utils.defer import deferred_from_coro
 from twisted.internet import reactor, task
 
-from crawler.dataset.batches import build_batch, published_date
+from crawler.cpu_pool import CpuPool
+from crawler.dataset.batches import BuiltBatch, build_batch, published_date
 from crawler.dataset.publisher import DatasetPublisher, DrainResult, RunFinalized
 from crawler.dataset.reader import find_record, partition_objects
 from crawler.dataset.spool import Spool, SpoolError
@@ -76,6 +79,18 @@ def page_rank(item: ArticleItem, dedup: dict) -> int:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class _Flight:
+    """A batch cut from the buffer: its number, article keys, records and quarantine
+    entries, and once built, what :func:`build_batch` made of them."""
+
+    batch: int
+    keys: list[str]
+    records: list[dict]
+    quarantine: list[dict]
+    built: BuiltBatch | None = None
 
 
 class PublishPipeline:
@@ -118,6 +133,10 @@ class PublishPipeline:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsarchive-publish")
         self._jobs: list[Future] = []
         self._timer: task.LoopingCall | None = None
+        #: Batches cut and being built, by number (in order); see :meth:`flush`.
+        self._in_flight: dict[int, _Flight] = {}
+        #: CPU worker processes that build batches (from_crawler); none: built here.
+        self.pool = CpuPool(0)
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -134,6 +153,7 @@ class PublishPipeline:
             retry_seconds=s.getfloat("NEWSARCHIVE_STORE_RETRY_SECONDS", 300.0),
             store_options=store_options(s),
         )
+        pipeline.pool = CpuPool.for_crawler(crawler)
         crawler.newsarchive_publisher = pipeline
         return pipeline
 
@@ -189,7 +209,7 @@ class PublishPipeline:
         # state then forgets it (State.recover) and the next run emits it again.
         stopped = self.crawler is not None and getattr(self.crawler, "crawling", True) is False
         held = sum(1 for rank in self.page_rank.values() if rank < CANONICAL) if stopped else 0
-        self.flush(final=not stopped)
+        self.flush(final=not stopped, now=True)
         if held:
             self.stats.set_value("newsarchive/publish/held_for_canonical_page", held)
             logger.info("crawl stopped: %d record(s) from alternate pages left for the next run", held)
@@ -260,6 +280,10 @@ class PublishPipeline:
         """The published record (this site, ``article_id``, ``version``), looked up in
         the spool (batches not in the store yet) then in the store's partition of
         ``published_at``'s date; None when absent or unreadable (logged)."""
+        for flight in list(self._in_flight.values()):
+            if any(r.get("article_id") == article_id and r.get("version") == version for r in flight.records):
+                self._land_in_flight(upto=flight.batch)
+                break
         day = published_date({"published_at": published_at})
         spooled = []
         if self.spool is not None:
@@ -319,20 +343,86 @@ class PublishPipeline:
             self.flush()
 
     # -- batches ------------------------------------------------------------
-    def flush(self, final: bool = False) -> None:
+    def flush(self, final: bool = False, now: bool = False) -> None:
         """Cut a batch from the buffer (records from alternate pages stay unless
-        ``final``), spool it, mark its articles published, queue the upload.
-        Runs on the reactor thread: the spool write is local and the dedup state
-        is not shared between threads."""
+        ``final``) and have it built; once built (in order), spool it, mark its
+        articles published and queue the upload (:meth:`_stage`).
+
+        The build (JSON Lines, Parquet) runs in a CPU worker process when there is
+        one, and the batch is *in flight* meanwhile: its records have left the
+        buffer, as after staging, and :meth:`published_record` finishes the flight
+        first when asked for one of them. With ``now`` (the run's end) or without a
+        worker, every batch in flight and this one are built here and staged before
+        this returns. Spooling and marking run on the reactor thread: the spool
+        write is local and the dedup state is not shared between threads."""
         if self.failed:
             return
         self._receive()
         keys = [k for k, rank in self.page_rank.items() if final or rank >= CANONICAL]
         self.oldest = None  # every ready entry goes into this batch
-        if not keys and not self.quarantine:
+        if keys or self.quarantine:
+            flight = _Flight(self.batch, keys, [self.records[k] for k in keys], self.quarantine)
+            self.batch += 1
+            for k in keys:
+                del self.records[k]
+                del self.page_rank[k]
+            self.quarantine = []
+            self._in_flight[flight.batch] = flight
+            d = None if now else self.pool.submit(
+                "build_batch", self.run_id, flight.batch, flight.records, flight.quarantine)
+            if d is not None:
+                d.addCallbacks(self._built, self._build_failed, callbackArgs=(flight,), errbackArgs=(flight,))
+                d.addErrback(self._stage_failed)
+                return
+        elif not now:
             return
-        records = [self.records[k] for k in keys]
-        built = build_batch(self.run_id, self.batch, records, self.quarantine)
+        self._land_in_flight(upto=None)
+
+    def _built(self, built: BuiltBatch, flight: "_Flight") -> None:
+        if self._in_flight.get(flight.batch) is not flight:
+            return  # landed here meanwhile (the run's end, or a record was asked for)
+        flight.built = built
+        self.stats.inc_value("newsarchive/publish/batches_built_in_worker")
+        while self._in_flight:
+            first = next(iter(self._in_flight.values()))
+            if first.built is None:
+                return
+            del self._in_flight[first.batch]
+            self._stage(first)
+
+    def _build_failed(self, failure, flight: "_Flight") -> None:
+        logger.warning("building batch %d in the CPU worker failed (%s); building it here",
+                       flight.batch, failure.getErrorMessage())
+        if self._in_flight.get(flight.batch) is flight:
+            self._land_in_flight(upto=flight.batch)
+
+    def _stage_failed(self, failure) -> None:
+        # Staging a batch built in the worker raised (not a SpoolError, which
+        # _stage handles): stop publishing, as a spool failure does; the next run
+        # emits what was not marked.
+        self.failed = True
+        self.stats.inc_value("newsarchive/publish/errors")
+        logger.error("publishing stops for this run: %s", failure.getTraceback())
+
+    def _land_in_flight(self, upto: int | None) -> None:
+        """Build here (unless the worker has) and stage every batch in flight, in
+        order, up to batch ``upto`` (all with None)."""
+        while self._in_flight:
+            first = next(iter(self._in_flight.values()))
+            if upto is not None and first.batch > upto:
+                return
+            del self._in_flight[first.batch]
+            if first.built is None:
+                first.built = build_batch(self.run_id, first.batch, first.records, first.quarantine)
+            self._stage(first)
+
+    def _stage(self, flight: "_Flight") -> None:
+        """Spool a built batch, mark its articles (and quarantined pages) published,
+        queue the upload. After a spool failure nothing more is spooled or marked:
+        the next run emits those articles again."""
+        if self.failed:
+            return
+        built = flight.built
         for name in set(built.unknown_fields) - self._unknown_fields:
             logger.warning("record field %r is not in the dataset schema; it is not published", name)
             self._unknown_fields.add(name)
@@ -340,10 +430,10 @@ class PublishPipeline:
             self.stats.inc_value("newsarchive/publish/schema_rejected", built.rejected)
             logger.error("%d record(s) did not fit the dataset schema; quarantined", built.rejected)
         # Quarantined pages are marked too, or every run would fetch them again.
-        marked = [*keys, *(q["url"] for q in self.quarantine if q.get("url"))]
+        marked = [*flight.keys, *(q["url"] for q in flight.quarantine if q.get("url"))]
         with self.spool.lock:  # no drain sees the batch before its articles are marked
             try:
-                self.spool.stage(self.run_id, self.batch, built.objects, marked)
+                self.spool.stage(self.run_id, flight.batch, built.objects, marked)
             except SpoolError as exc:
                 # Nothing is marked published, so the next run emits these articles again.
                 self.failed = True
@@ -351,11 +441,6 @@ class PublishPipeline:
                 logger.error("publishing stops for this run: %s", exc)
                 return
             self._mark_published(marked)
-        for k in keys:
-            del self.records[k]
-            del self.page_rank[k]
-        self.quarantine = []
-        self.batch += 1
         self._submit_drain()
 
     def _mark_published(self, article_keys: list[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -206,6 +207,31 @@ def test_crawl_into_moto_s3_gives_the_same_records(local_crawl, replica, moto_s3
     )["Body"].read()
     rec = next(iter(ArchiveIterator(io.BytesIO(blob))))
     assert rec.rec_headers.get_header("WARC-Target-URI") == seed["url"]
+
+
+def test_batches_built_in_the_cpu_worker_give_the_same_records(local_crawl, replica, tmp_path):
+    # Batches of 2 are cut while the crawl goes on and built in the CPU worker (in
+    # flight meanwhile); batch 500 builds the one batch at the end, in the crawl process.
+    replica.reset()
+    proc = run_newsarchive(["crawl", "--store", str(tmp_path / "archive"), "--state-dir", str(tmp_path / "state"),
+                            "--batch-size", "2", "--run-id", "small", "--logfile", str(tmp_path / "small.log"),
+                            *FAST, "-s", "LOG_LEVEL=INFO"], replica.proxy_url)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    built = re.search(r"'newsarchive/publish/batches_built_in_worker': (\d+)", (tmp_path / "small.log").read_text())
+    assert built and int(built.group(1)) >= 5
+    local = {r["article_id"]: r for r in dataset_records(local_crawl[1])}
+    # A near-duplicate met after its original's record went out gets a link revision
+    # (version 2) here, where one batch of 500 set the link before publishing; and a
+    # duplicate page met after its article's record went out is not in its ``urls``
+    # (the state has it).
+    latest = {}
+    for r in sorted(dataset_records(tmp_path / "archive"), key=lambda r: r["version"]):
+        latest[r["article_id"]] = r
+    assert sorted(latest) == sorted(local) == sorted(EXPECTED["article_ids"])
+    for record in latest.values():
+        for field in GOLD_FIELDS + ("content_sha256", "url", "near_duplicate_of"):
+            assert record[field] == local[record["article_id"]][field], (record["article_id"], field)
+        assert set(record["urls"]) <= set(local[record["article_id"]]["urls"])
 
 
 def test_every_faults_md_fault_is_handled_and_counted_in_the_run_report(local_crawl):
