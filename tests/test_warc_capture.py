@@ -10,6 +10,7 @@ import base64
 import gzip
 import hashlib
 import io
+import os
 import json
 import subprocess
 import sys
@@ -542,3 +543,15 @@ def test_recovered_orphan_is_published_and_errors_propagate(tmp_path: Path) -> N
     assert stats["warc/exchanges"] == 1
     assert stats["warc/files"] == 2
     assert not list(tmp_path.glob("*.open"))
+
+
+def test_an_index_left_half_written_by_a_killed_run_is_removed_at_start(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f"NEWSARCHIVE-20261130040229-00002-vm-{dead.pid}.warc.gz.cdxj.tmp-{dead.pid}"
+    live = tmp_path / f"OTHER-20261130040229-00000-vm-1.warc.gz.cdxj.tmp-{os.getpid()}"
+    orphan.write_text("com,baotuyenquang)/ 2026")
+    live.write_text("com,baotuyenquang)/ 2026")
+    _make_mw(tmp_path)
+    assert not orphan.exists()
+    assert live.exists()  # a running process is still writing it

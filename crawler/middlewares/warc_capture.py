@@ -160,7 +160,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
 from crawler.middlewares.maxsize import TRUNCATED_META
-from crawler.warc.cdxj import ensure_cdxj
+from crawler.warc.cdxj import ensure_cdxj, remove_orphan_index_temps
 from crawler.cpu_pool import CpuPool
 from crawler.warc.digests import PayloadDigestIndex
 from crawler.warc.outlinks import reads_links
@@ -467,6 +467,8 @@ class WarcCaptureMiddleware:
             # process died first); .open files are orphans of a killed run.
             leftover = sorted(directory.glob("*.warc.gz"))
             recovered = recover_open_files(directory)
+            for path in remove_orphan_index_temps(directory):
+                logger.warning("removed %s, an index left half-written by a killed run", path.name)
             for path in recovered:
                 logger.warning("recovered orphan WARC file %s", path)
             for path in leftover:

@@ -51,6 +51,25 @@ def write_cdxj(warc_path: str | os.PathLike[str]) -> Path:
     return out
 
 
+def remove_orphan_index_temps(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the partial indexes (``*.cdxj.tmp-<pid>``, see :func:`write_cdxj`) in
+    ``directory`` whose writing process is gone (killed while indexing); return them.
+    A temporary file of a live process is left alone."""
+    removed = []
+    for tmp in sorted(Path(directory).glob("*.cdxj.tmp-*")):
+        try:
+            pid = int(tmp.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+            continue  # its process still runs
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError):
+            continue  # not one of ours, or another user's live process
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
 def ensure_cdxj(warc_path: str | os.PathLike[str]) -> Path:
     """The index of ``warc_path``: the existing one when it is newer than the
     WARC, otherwise a fresh one (:func:`write_cdxj`)."""
