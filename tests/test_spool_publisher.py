@@ -11,7 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawler.dataset.batches import build_batch
-from crawler.dataset.manifest import build_manifest, list_manifests, load_manifest, manifest_bytes, read_latest
+from crawler.dataset.manifest import (
+    build_manifest, list_manifests, load_manifest, manifest_bytes, manifest_chunks, read_latest,
+)
 from crawler.dataset.publisher import DatasetPublisher, RunFinalized
 from crawler.dataset.reader import latest_versions, verify
 from crawler.dataset.spool import Spool, SpoolError
@@ -306,3 +308,16 @@ def test_an_empty_run_streams_an_empty_manifest(env):
     assert publisher.drain(None).manifests == [manifest_key("R0")]
     assert store.get_bytes(manifest_key("R0")) == manifest_bytes(build_manifest(run, []))
     assert json.loads(store.get_bytes(manifest_key("R0")))["objects"] == []
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_the_streamed_manifest_escapes_as_json_dumps_does(n):
+    """Keys and run fields that JSON must escape (quote, backslash, control
+    character) or keeps as UTF-8 (Vietnamese) stream to the same bytes."""
+    entries = [{"key": f"dataset/Tuyên \"Quang\"\\{i}\n.parquet", "kind": "dataset", "format": "parquet",
+                "published_date": "2026-11-30", "batch": i, "records": i + 1, "size": 100 + i,
+                "sha256": f"{i:064x}", "offset": 7} for i in range(n)]
+    run = {"run_id": "chạy-1", "status": "finished", "started_at": "2026-11-30T06:00:00+07:00", "finished_at": None}
+    streamed = "".join(manifest_chunks(run, lambda: iter(entries))).encode("utf-8")
+    assert streamed == manifest_bytes(build_manifest(run, entries))
+    assert json.loads(streamed)["objects"][0]["key"] == entries[0]["key"]

@@ -51,24 +51,6 @@ def manifest_totals(entries: Iterable[dict]) -> dict:
             "batches": len(batches), "partitions": len(partitions)}
 
 
-class _Streamed(list):
-    """An empty list whose iteration walks ``source()``: json's pure-Python
-    encoder (the one used whenever ``indent`` is set, and by ``iterencode``)
-    writes a list subclass item by item, so the manifest's ``objects`` are
-    encoded one at a time instead of held as a list of dicts."""
-
-    def __init__(self, source: Callable[[], Iterable[dict]], nonempty: bool):
-        super().__init__()
-        self._source = source
-        self._nonempty = nonempty
-
-    def __iter__(self):
-        return (manifest_entry(e) for e in self._source())
-
-    def __bool__(self):
-        return self._nonempty
-
-
 def _header(run: dict, objects, totals: dict) -> dict:
     return {
         "format": MANIFEST_FORMAT,
@@ -107,9 +89,27 @@ def manifest_chunks(run: dict, entries: Callable[[], Iterable[dict]]) -> Iterato
     return _encode(run, entries, manifest_totals(entries()))
 
 
+#: Stands for the ``objects`` array while the rest of the manifest is encoded.
+_OBJECTS_SLOT = "\x00objects\x00"
+
+
 def _encode(run: dict, entries: Callable[[], Iterable[dict]], totals: dict) -> Iterator[str]:
-    manifest = _header(run, _Streamed(entries, totals["objects"] > 0), totals)
-    yield from json.JSONEncoder(ensure_ascii=False, sort_keys=True, indent=1).iterencode(manifest)
+    # The header is encoded with a placeholder where the array goes; the array is
+    # written entry by entry, as json.dumps(indent=1) lays out a list at depth 1
+    # (entries at depth 2: each line of an entry's own indent=1 text shifted by two
+    # spaces; JSON strings hold no raw newline). Only one entry is held at a time.
+    dump = json.JSONEncoder(ensure_ascii=False, sort_keys=True, indent=1).encode
+    head, slot, tail = dump(_header(run, _OBJECTS_SLOT, totals)).partition(
+        '"objects": ' + dump(_OBJECTS_SLOT))
+    if not slot:  # cannot happen: the header's own keys
+        raise AssertionError("manifest header without its objects slot")
+    yield head + '"objects": '
+    first = True
+    for entry in entries():
+        yield ("[\n" if first else ",\n") + "\n".join("  " + line for line in dump(manifest_entry(entry)).split("\n"))
+        first = False
+    yield "[]" if first else "\n ]"
+    yield tail
     yield "\n"
 
 
