@@ -118,6 +118,9 @@ def summarize(stats: dict, run_id: str, store_url: str, mode: str = "incremental
             "link_revisions": stats.get("newsarchive/dedup/near_duplicate_relinked", 0),
             "quarantined": stats.get("newsarchive/publish/quarantined", 0),
             "published": stats.get("newsarchive/publish/records", 0),
+            # a stopped crawl's records from alternate pages, left for the next run
+            # (README "Resume"): neither published nor lost
+            "held_for_next_run": stats.get("newsarchive/publish/held_for_canonical_page", 0),
             # by reason (soft_404, no_title, unreadable_date …): extraction and validation
             "quarantine_reasons": quarantine_reasons(stats),
         },
@@ -228,6 +231,8 @@ def print_summary(report: dict, out=sys.stderr) -> None:
         f"{inc['rechecked']} re-checked ({inc['not_modified']} not modified)",
         f"  articles stored    {a['published']} (new {a['new']}, updated {a['updated']}, near-duplicate {a['near_duplicate']}"
         + (f", link revisions {a['link_revisions']})" if a.get("link_revisions") else ")"),
+        *([f"  held for next run  {a['held_for_next_run']} (records from alternate pages of a stopped crawl)"]
+          if a.get("held_for_next_run") else []),
         f"  duplicates dropped {a['duplicate']}",
         f"  quarantined        {a['quarantined']}",
         f"  errors             rate {e['error_rate']:.1%}; spider {e['spider_exceptions']}, publish {e['publish_errors']}, "

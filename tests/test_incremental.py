@@ -228,7 +228,7 @@ def test_the_first_run_stores_the_gold_articles_once(runs):
     assert {r["version"] for r in records} == {1}
     assert report_of(state, "run1")["articles"] == {
         "new": 25, "updated": 0, "duplicate": 7, "near_duplicate": 1, "link_revisions": 0, "quarantined": 2,
-        "published": 26, "quarantine_reasons": {"empty_body": 1, "truncated_body": 1},
+        "published": 26, "held_for_next_run": 0, "quarantine_reasons": {"empty_body": 1, "truncated_body": 1},
     }
 
 

@@ -166,7 +166,7 @@ def test_the_report_has_errors_by_type_with_example_urls(failing_crawl):
     assert report["pages_by_status"]["500"] == 1
     assert report["articles"] == {
         "new": 24, "updated": 0, "duplicate": 7, "near_duplicate": 1, "link_revisions": 0, "quarantined": 2,
-        "published": 25,
+        "published": 25, "held_for_next_run": 0,
         "quarantine_reasons": {"empty_body": 1, "truncated_body": 1},
     }
     assert report["warc_files"] and all(k.startswith("warc/") for k in report["warc_files"])

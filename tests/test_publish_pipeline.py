@@ -5,6 +5,7 @@ canonical page, and an outage that leaves batches spooled (stats → exit 3)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 
@@ -144,6 +145,14 @@ def test_a_stopped_crawl_leaves_records_from_alternate_pages_to_the_next_run(tmp
     marked = [k for call in p.crawler.newsarchive_state.calls for k in call]
     assert ("https://baotuyenquang.com.vn/a-7.html" in marked) is not stopped
     assert p.crawler.stats.get("newsarchive/publish/held_for_canonical_page") == (1 if stopped else None)
+    from crawler.report import print_summary, summarize
+
+    report = summarize({**p.crawler.stats, "finish_reason": "shutdown" if stopped else "finished"}, "R1", "x")
+    assert report["articles"]["published"] == (1 if stopped else 2)
+    assert report["articles"]["held_for_next_run"] == (1 if stopped else 0)
+    out = io.StringIO()
+    print_summary({**report, "exit_code": 1}, out)
+    assert ("  held for next run  1 (records from alternate pages of a stopped crawl)" in out.getvalue()) is stopped
 
 
 def test_outage_spools_everything_stats_say_so_and_the_next_run_publishes_it(tmp_path):
