@@ -26,11 +26,13 @@ covers what scrapy-redis leaves open on Scrapy 2.19 (README, "Distributed crawli
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import secrets
 import socket
 import time
+from collections.abc import Callable, Iterable, Iterator
 
 from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
@@ -411,14 +413,35 @@ class RunManifestMerger:
         raw, _ = pipe.execute()
         return [json.loads(r) for r in raw]
 
-    def finalize(self, run: dict, entries: list[dict]) -> str | None:
+    #: Manifest entries per Redis list element: a part is pushed and read a chunk at a time.
+    ENTRIES_PER_CHUNK = 1000
+
+    def finalize(self, run: dict, entries: Callable[[], Iterable[dict]]) -> str | None:
         """Add this process's part; write the run manifest when no live peer is left.
-        Returns the manifest key when this process wrote it."""
+        ``entries()`` yields this process's ledger entries sorted by key (a
+        :class:`~crawler.dataset.spool.Ledger`). Returns the manifest key when this
+        process wrote it.
+
+        Neither side holds a run's entries: each process pushes its sorted entries to
+        ``{prefix}:manifest_entries:<worker>`` in chunks, and the writer merges the
+        parts' chunk streams by key (batch numbers differ per process, so keys never
+        repeat across parts)."""
         import json
 
-        from crawler.dataset.manifest import write_manifest
+        from crawler.dataset.manifest import manifest_entry, write_manifest
 
-        part = {"run": run, "entries": entries}
+        chunks_key = f"{self.prefix}:manifest_entries:{self.worker}"
+        self.server.delete(chunks_key)  # a part left by an earlier try of this finalize
+        count, chunk = 0, []
+        for entry in entries():
+            chunk.append(manifest_entry(entry))
+            if len(chunk) == self.ENTRIES_PER_CHUNK:
+                self.server.rpush(chunks_key, json.dumps(chunk))
+                count, chunk = count + len(chunk), []
+        if chunk:
+            self.server.rpush(chunks_key, json.dumps(chunk))
+            count += len(chunk)
+        part = {"run": run, "worker": self.worker, "entries_key": chunks_key, "entries": count}
         self.server.rpush(f"{self.prefix}:manifest_parts", json.dumps(part))
         self.server.srem(f"{self.prefix}:publishers", self.worker)
         if not self._last_to_leave():
@@ -436,11 +459,21 @@ class RunManifestMerger:
             "finished_at": max(r.get("finished_at") or "" for r in runs) or None,
             "processes": len(parts),
         }
-        entries = sorted((e for p in parts for e in p["entries"]), key=lambda e: e["key"])
-        stored, totals = write_manifest(self.store, merged, lambda: entries)
+        stored, totals = write_manifest(self.store, merged, lambda: self._merged_entries(parts))
         logger.info("run %s: manifest %s (%d records, %d processes)", run["run_id"], stored.key,
                     totals["records"], len(parts))
         return stored.key
+
+    def _part_entries(self, part: dict) -> Iterator[dict]:
+        """One part's entries, in key order, read from Redis a chunk at a time."""
+        import json
+
+        for i in range(self.server.llen(part["entries_key"])):
+            for raw in self.server.lrange(part["entries_key"], i, i):
+                yield from json.loads(raw)
+
+    def _merged_entries(self, parts: list[dict]) -> Iterator[dict]:
+        return heapq.merge(*(self._part_entries(p) for p in parts), key=lambda e: e["key"])
 
     def _last_to_leave(self) -> bool:
         """True when no live peer is still publishing. A peer whose heartbeat is fresh

@@ -206,3 +206,41 @@ def test_killing_one_process_loses_nothing(replica, redis_url, tmp_path):
     assert sorted(ids) == sorted(EXPECTED["article_ids"])
     assert max(ids.values()) == 1
     assert "re-queued" in logs[0] + logs[2]
+
+
+def test_the_merged_manifest_streams_every_part_in_key_order(redis_url, tmp_path, monkeypatch):
+    """Two processes' parts, pushed to Redis in chunks, merge into the manifest a
+    single process would write over all their entries (same bytes)."""
+    from redis import Redis
+
+    from crawler.dataset.manifest import build_manifest, manifest_bytes
+    from crawler.distributed import RunManifestMerger
+    from crawler.layout import manifest_key
+    from crawler.redis_state import alive_key
+    from crawler.store import LocalStore
+
+    server = Redis.from_url(redis_url)
+    prefix = f"test-merge-{os.getpid()}"
+    monkeypatch.setattr(RunManifestMerger, "ENTRIES_PER_CHUNK", 2)
+    first, last = RunManifestMerger(server, prefix, "w1"), RunManifestMerger(server, prefix, "w2")
+    store = LocalStore(tmp_path / "archive")
+    first.store = last.store = store
+
+    def entries(batch0: int, n: int) -> list[dict]:
+        return sorted(({"key": f"dataset/articles/v1/published_date=2026-11-{1 + i % 3:02d}/b{batch0 + i:05d}.parquet",
+                        "kind": "dataset", "format": "parquet", "published_date": f"2026-11-{1 + i % 3:02d}",
+                        "batch": batch0 + i, "records": 1 + i, "size": 100 + i, "sha256": f"{batch0 + i:064x}",
+                        "offset": 3} for i in range(n)), key=lambda e: e["key"])
+
+    mine, theirs = entries(0, 5), entries(1000, 4)
+    run = {"run_id": "R-dist", "status": "finished", "started_at": "2026-11-30T06:00:00+00:00",
+           "finished_at": "2026-11-30T06:10:00+00:00"}
+    server.set(alive_key("w2"), 1, px=15000)  # w2 is alive and still publishing
+    assert first.finalize(dict(run, finished_at="2026-11-30T06:05:00+00:00"), lambda: iter(mine)) is None
+    assert server.llen(f"{prefix}:manifest_entries:w1") == 3  # 5 entries in chunks of 2
+    assert last.finalize(run, lambda: iter(theirs)) == manifest_key("R-dist")
+    merged_run = {"run_id": "R-dist", "status": "finished", "started_at": run["started_at"],
+                  "finished_at": run["finished_at"], "processes": 2}
+    stored = store.get_bytes(manifest_key("R-dist"))
+    assert stored == manifest_bytes(build_manifest(merged_run, mine + theirs))
+    assert json.loads(stored)["totals"]["records"] == sum(e["records"] for e in mine + theirs) == 25

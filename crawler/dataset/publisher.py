@@ -48,7 +48,8 @@ class DatasetPublisher:
     def __init__(self, store: Store, spool: Spool):
         self.store = store
         self.spool = spool
-        #: ``finalize(run, entries) -> manifest key or None`` replaces writing the
+        #: ``finalize(run, entries) -> manifest key or None`` (``entries``: the run's
+        #: :class:`~crawler.dataset.spool.Ledger`) replaces writing the
         #: manifest of a run; a distributed crawl merges its processes' parts
         #: (crawler/distributed.py, :class:`RunManifestMerger`).
         self.finalize = None
@@ -91,7 +92,7 @@ class DatasetPublisher:
                         result.stored.append({**entry, "run_id": run_id})
                 if closing and not self.spool.pending(run_id):
                     if self.finalize is not None and run_id == current_run:
-                        key = self.finalize(run, self.spool.committed(run_id))
+                        key = self.finalize(run, self.spool.ledger(run_id))
                         if key:
                             result.manifests.append(key)
                         self.spool.remove_run(run_id)
