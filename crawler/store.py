@@ -521,3 +521,18 @@ def open_store(url: str | os.PathLike, **options) -> Store:
     if parsed.scheme and len(parsed.scheme) > 1:
         raise StoreError(f"unsupported store URL scheme {parsed.scheme!r} in {url!r} (use a folder or s3://)")
     return LocalStore(url)
+
+
+def open_existing_store(url: str | os.PathLike, **options) -> Store:
+    """:func:`open_store` for a command that only reads: a folder must exist already.
+
+    Opening a local store creates its folder, so a mistyped path would read as a
+    sound, empty store (``dataset verify`` and ``warc check`` saying OK) and leave an
+    empty folder behind. Raises :class:`StoreError` ``no store at <folder>`` instead,
+    and as :func:`open_store` does."""
+    parsed = urlparse(os.fspath(url))
+    if parsed.scheme in ("", "file") or len(parsed.scheme) == 1:  # a Windows drive letter is a folder
+        folder = Path(parsed.path if parsed.scheme == "file" else os.fspath(url))
+        if not folder.is_dir():
+            raise StoreError(f"no store at {folder}")
+    return open_store(url, **options)

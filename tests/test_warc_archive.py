@@ -348,3 +348,18 @@ def test_pywb_replays_the_seed_article_in_chromium(crawls, tmp_path):
     assert f'"GET /newsarchive/im_/{CAPTION_IMG} HTTP/1.1" 200' in access, access[-3000:]
     assert '/https://baotuyenquang.com.vn/static/css/main.css HTTP/1.1" 200' in access
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+
+@pytest.mark.parametrize("argv", [
+    ["warc", "check", "{missing}"],
+    ["warc", "list", "https://baotuyenquang.com.vn/", "--store", "{missing}"],
+    ["warc", "get", "https://baotuyenquang.com.vn/", "--store", "{missing}"],
+    ["dataset", "verify", "--store", "{missing}"],
+])
+def test_a_mistyped_store_is_an_error_and_is_not_created(tmp_path, capsys, argv):
+    """Opening a local store creates its folder: a read command on a mistyped path
+    would otherwise check an empty archive and say OK."""
+    missing = tmp_path / "no-such-archive"
+    assert main([a.format(missing=missing) for a in argv]) == 3
+    assert f"no store at {missing}" in capsys.readouterr().err
+    assert not missing.exists()

@@ -17,18 +17,10 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_STORE = 0, 1, 2, 3
 
 
 def _open(args):
-    """The store to read. A folder must exist: opening a local store creates it,
-    and an empty new folder would "verify" as a sound, empty dataset."""
-    from urllib.parse import urlparse
+    """The store to read (its folder must exist: :func:`crawler.store.open_existing_store`)."""
+    from crawler.store import open_existing_store
 
-    from crawler.store import StoreError, open_store
-
-    parsed = urlparse(str(args.store))
-    if parsed.scheme != "s3":
-        folder = Path(parsed.path if parsed.scheme == "file" else args.store)
-        if not folder.is_dir():
-            raise StoreError(f"no store at {folder}")
-    return open_store(args.store)
+    return open_existing_store(args.store)
 
 
 def cmd_ls(args) -> int:

@@ -48,9 +48,10 @@ def _err(msg: str) -> None:
 
 
 def _open_store(url: str):
-    from crawler.store import open_store
+    # Every warc command reads: a mistyped folder is an error, not an empty archive.
+    from crawler.store import open_existing_store
 
-    return open_store(url)
+    return open_existing_store(url)
 
 
 def tool(name: str, venv: str | None) -> Path:
