@@ -304,3 +304,28 @@ def test_previous_report_is_the_latest_local_one(tmp_path):
     write_local(tmp_path, {"run_id": "B", "n": 2})
     assert previous_report(tmp_path) == {"run_id": "B", "n": 2}
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["A.json", "B.json", "LATEST"]
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    """`newsarchive … | head`: the closed pipe ends the command quietly (exit 1),
+    without a BrokenPipeError traceback on stderr."""
+    import sys
+
+    script = (
+        "import sys\n"
+        "import crawler.commands.dataset as d\n"
+        "from crawler.cli import main\n"
+        "def flood(args):\n"
+        "    for i in range(200000):\n"
+        "        print('{\"key\": \"dataset/articles/v1/%d.parquet\"}' % i)\n"
+        "    return 0\n"
+        "d.cmd_ls = flood\n"
+        "sys.exit(main(['dataset', 'ls', '--store', sys.argv[1]]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout.read(100).startswith(b'{"key"')
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == EXIT_FAILED
+    assert "Traceback" not in err and "BrokenPipeError" not in err
