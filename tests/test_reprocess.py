@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import io
 import json
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -74,6 +75,31 @@ def crawl_and_reprocess(replica, tmp_path_factory):
         "warc_before": warc_before,
         "state": base / "state",
     }
+
+
+def test_reprocess_into_a_store_with_a_dataset_warns_without_a_state(crawl_and_reprocess):
+    err = crawl_and_reprocess["proc"].stderr
+    assert "holds a dataset already (1 run(s)) and no --state-dir was given" in err
+
+
+def test_reprocess_with_the_crawls_state_publishes_only_what_changed(crawl_and_reprocess, replica, tmp_path):
+    """With the crawl's own state the same extraction finds every article unchanged:
+    nothing is published again (a changed extraction would be version 2)."""
+    r = crawl_and_reprocess
+    state = tmp_path / "state"
+    shutil.copytree(r["state"], state)  # the fixture's state stays as the crawl left it
+    proc = run_newsarchive(
+        ["reprocess", "--warc", str(r["store"] / "warc"), "--store", str(r["store"]), "--state-dir", str(state),
+         "--run-id", "R2", *FAST],
+        replica.proxy_url,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "holds a dataset already" not in proc.stderr
+    report = json.loads((state / "runs" / "R2.json").read_text())
+    assert report["articles"]["published"] == 0 and report["articles"]["new"] == 0
+    crawl = json.loads((r["state"] / "runs" / "C1.json").read_text())["articles"]
+    assert report["articles"]["duplicate"] == crawl["new"] + crawl["near_duplicate"] + crawl["duplicate"] == 33
+    assert not list(r["store"].rglob("part-R2-*.parquet"))
 
 
 def test_reprocess_exits_0_and_fetches_nothing(crawl_and_reprocess):

@@ -9,9 +9,11 @@ new is fetched, so nothing new is archived, and each record's ``warc`` pointer s
 names the original response record.
 
 By default the dedup state is a fresh temporary folder, so every archived article
-is published again in the new run (version 1). Give ``--state-dir`` to continue a
-state instead, e.g. to rebuild version history by reprocessing several crawls'
-WARC files one after the other into one state.
+is published again in the new run (version 1): right for a new store, and warned
+about when the store holds a dataset already (the same versions twice). Give
+``--state-dir`` to continue a state instead: the crawl's own state publishes only the
+articles whose extraction changed, as new versions; several crawls' WARC files
+reprocessed one after the other into one state rebuild version history.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def run_reprocess(args) -> int:
         for key in source.skipped:
             print(f"newsarchive reprocess: skipped {source.url}/{key} (no timestamp in its name)", file=sys.stderr)
     temp_state = args.state_dir is None
+    if temp_state:
+        _warn_if_republishing(args.store)
     state_dir = Path(tempfile.mkdtemp(prefix="newsarchive-reprocess-")) if temp_state else Path(args.state_dir)
     try:
         index = state_dir / "replay" / "index.cdxj"
@@ -83,6 +87,28 @@ def run_reprocess(args) -> int:
     finally:
         if temp_state:
             shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _warn_if_republishing(store_url: str) -> None:
+    """Say so when a fresh state is about to publish into a store that holds a dataset
+    already: every article goes out again under the version it has there, and
+    ``dataset verify`` reports those records as published twice."""
+    from crawler.dataset.manifest import list_manifests
+    from crawler.store import StoreError, open_existing_store
+
+    try:
+        runs = len(list_manifests(open_existing_store(store_url)))
+    except StoreError:
+        return  # a new store (or one that cannot be listed: the crawl will say so)
+    if runs:
+        print(
+            f"newsarchive reprocess: warning: {store_url} holds a dataset already ({runs} run(s)) and no "
+            "--state-dir was given, so every article is published again under its old version "
+            "(`dataset verify` reports them as published twice). Give the crawl's --state-dir to "
+            "publish only the articles whose extraction changed, as new versions, or another --store "
+            "for a separate rebuilt dataset.",
+            file=sys.stderr,
+        )
 
 
 def register(subparsers) -> None:
