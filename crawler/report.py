@@ -102,7 +102,11 @@ def summarize(stats: dict, run_id: str, store_url: str, mode: str = "incremental
         "incremental": {
             "article_urls_discovered": stats.get("newsarchive/discovery/article_urls", 0),
             "skipped_known": stats.get("newsarchive/incremental/skipped", 0),
-            "rechecked": sum(v for k, v in stats.items() if k.startswith("newsarchive/incremental/fetch/") and not k.endswith("/new")),
+            # known articles fetched again by the recheck rules (young, lastmod)
+            "rechecked": sum(v for k, v in stats.items() if k.startswith("newsarchive/incremental/fetch/")
+                             and not k.endswith(("/new", "/full"))),
+            # --mode full: article pages fetched without asking the state
+            "fetched_in_full_mode": stats.get("newsarchive/incremental/fetch/full", 0),
             "not_modified": stats.get("newsarchive/incremental/not_modified", 0),
             "pagination_stopped": stats.get("newsarchive/incremental/pagination_stopped", 0),
             "recovered_from_interrupted_run": {
@@ -227,8 +231,11 @@ def print_summary(report: dict, out=sys.stderr) -> None:
         f"newsarchive run {report['run_id']} ({report['mode']}): {report['finish_reason']}, exit {report.get('exit_code')}",
         f"  time               {report['started_at']} .. {report['finished_at']}",
         f"  pages fetched      {report['pages_fetched']}  by status {report['pages_by_status']}",
-        f"  incremental        {inc['article_urls_discovered']} article URLs met, {inc['skipped_known']} known skipped, "
-        f"{inc['rechecked']} re-checked ({inc['not_modified']} not modified)",
+        (f"  incremental        {inc['article_urls_discovered']} article URLs met, {inc['skipped_known']} known skipped, "
+         f"{inc['rechecked']} re-checked ({inc['not_modified']} not modified)"
+         if report.get("mode") != "full" else
+         f"  full mode          {inc['article_urls_discovered']} article URLs met, "
+         f"{inc.get('fetched_in_full_mode', 0)} article requests made without consulting the state"),
         f"  articles stored    {a['published']} (new {a['new']}, updated {a['updated']}, near-duplicate {a['near_duplicate']}"
         + (f", link revisions {a['link_revisions']})" if a.get("link_revisions") else ")"),
         *([f"  held for next run  {a['held_for_next_run']} (records from alternate pages of a stopped crawl)"]

@@ -329,3 +329,26 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == EXIT_FAILED
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_a_full_mode_crawl_reports_its_fetches_not_as_rechecks():
+    """--mode full asks the state nothing: its article fetches are not re-checks
+    (a reprocess printed "32 article URLs met, … 38 re-checked")."""
+    import io
+
+    from crawler.report import print_summary, summarize
+
+    stats = {"finish_reason": "finished", "downloader/response_count": 40, "newsarchive/discovery/article_urls": 32,
+             "newsarchive/incremental/fetch/full": 38}
+    full = summarize(stats, "R", "x", "full")
+    assert full["incremental"]["rechecked"] == 0 and full["incremental"]["fetched_in_full_mode"] == 38
+    out = io.StringIO()
+    print_summary({**full, "exit_code": 0}, out)
+    assert "  full mode          32 article URLs met, 38 article requests made without consulting the state" in out.getvalue()
+    incremental = summarize({**stats, "newsarchive/incremental/fetch/full": 0, "newsarchive/incremental/fetch/new": 30,
+                             "newsarchive/incremental/fetch/young": 2, "newsarchive/incremental/fetch/lastmod": 1},
+                            "R", "x", "incremental")
+    assert incremental["incremental"]["rechecked"] == 3
+    out = io.StringIO()
+    print_summary({**incremental, "exit_code": 0}, out)
+    assert "32 article URLs met, 0 known skipped, 3 re-checked (0 not modified)" in out.getvalue()
