@@ -451,6 +451,9 @@ class RunManifestMerger:
             return None
         # Runs in the publish worker thread: waiting here does not stop the reactor.
         parts = [json.loads(p) for p in self.server.lrange(f"{self.prefix}:manifest_parts", 0, -1)]
+        # A process that finalized twice (a store error on the first try) pushed its
+        # part twice; its chunk list holds the last try's entries once.
+        parts = list({p["worker"]: p for p in parts}.values())
         runs = [p["run"] for p in parts]
         merged = {
             "run_id": run["run_id"],
