@@ -20,6 +20,8 @@ no re-import of the caller's ``__main__``.
 Setting ``NEWSARCHIVE_CPU_WORKERS``: number of worker processes; default 1 on a
 machine with more than one CPU, else 0. With 0 every step runs in-process, as
 before; the results are the same either way (each step is a pure function).
+``NEWSARCHIVE_HELPER_NICE`` (default 10): added to the workers' nice value, so the
+reactor thread does not wait behind them for a core (:mod:`crawler.priority`).
 
 Workers start on first use and ignore SIGINT/SIGTERM; they exit when the crawl
 closes their stdin (engine stopped) or dies. If a worker dies, its unanswered
@@ -46,6 +48,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
 from crawler.frames import FrameReader, frame
+from crawler.priority import lower_priority
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +97,12 @@ class CpuPool:
         ValueError: ``workers`` < 0.
     """
 
-    def __init__(self, workers: int, stats: Any = None):
+    def __init__(self, workers: int, stats: Any = None, nice: int = 0):
         if workers < 0:
             raise ValueError(f"NEWSARCHIVE_CPU_WORKERS must be >= 0, got {workers}")
         self.workers = workers
         self.stats = stats
+        self.nice = nice
         self._procs: list[_Worker] = []
         self._ids = itertools.count()
         self._closed = False
@@ -110,7 +114,7 @@ class CpuPool:
         pool = getattr(crawler, "newsarchive_cpu_pool", None)
         if pool is None:
             workers = crawler.settings.getint("NEWSARCHIVE_CPU_WORKERS", default_workers())
-            pool = cls(workers, crawler.stats)
+            pool = cls(workers, crawler.stats, crawler.settings.getint("NEWSARCHIVE_HELPER_NICE", 10))
             crawler.newsarchive_cpu_pool = pool
             if workers:
                 crawler.signals.connect(pool.close, signal=signals.engine_stopped)
@@ -167,10 +171,11 @@ class CpuPool:
         # The worker imports this package the way this process did, installed or not.
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        reactor.spawnProcess(  # type: ignore[attr-defined]
+        transport = reactor.spawnProcess(  # type: ignore[attr-defined]
             worker, sys.executable, [sys.executable, "-m", "crawler.cpu_worker"], env=env,
             childFDs={0: "w", 1: "r", 2: 2},
         )
+        lower_priority(transport.pid, self.nice)
         return worker
 
     def _broken_at_start(self, exc: OSError) -> None:

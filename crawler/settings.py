@@ -34,6 +34,9 @@ NEWSARCHIVE_NEARDUP_THRESHOLD = 0.7    # estimated Jaccard similarity (crawler/n
 NEWSARCHIVE_SHINGLE_SIZE = 5           # words per shingle
 NEWSARCHIVE_OBEY_CRAWL_DELAY = True    # robots.txt Crawl-delay as the per-host delay floor
 NEWSARCHIVE_MAX_CRAWL_DELAY = 60.0
+# Helper processes (CPU worker, WARC writer) run this much nicer than the crawl, so
+# the reactor thread never queues behind them for a core (crawler/priority.py).
+NEWSARCHIVE_HELPER_NICE = 10
 
 # --- politeness --------------------------------------------------------------
 # The CLI rebuilds it from NEWSARCHIVE_CONTACT_URL when only the contact is overridden.

@@ -5,6 +5,7 @@ speed but no result. Runs a scenario under Scrapy's asyncio reactor in a subproc
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -41,6 +42,12 @@ SCENARIO = textwrap.dedent(
         idx = NearDuplicateIndex()
         sig = await pool.run("signature", "Tiêu đề", "Sapo", BODY, idx.shingle_size, idx.num_perm)
         out["worker_pid_differs"] = pool._procs[0].transport.pid != os.getpid()
+        # NEWSARCHIVE_HELPER_NICE (default 10): the worker queues behind the reactor.
+        out["worker_nicer_by"] = os.getpriority(os.PRIO_PROCESS, pool._procs[0].transport.pid) - os.getpriority(os.PRIO_PROCESS, 0)
+        level = CpuPool.for_crawler(get_crawler(settings_dict={"NEWSARCHIVE_CPU_WORKERS": 1, "NEWSARCHIVE_HELPER_NICE": 0}))
+        await level.run("validate_stage", {})
+        out["level_nicer_by"] = os.getpriority(os.PRIO_PROCESS, level._procs[0].transport.pid) - os.getpriority(os.PRIO_PROCESS, 0)
+        level.close()
         out["signature_equal"] = sig == signature_bytes("Tiêu đề", "Sapo", BODY, idx.shingle_size, idx.num_perm)
         out["signature_len"] = len(sig)
         out["outlinks"] = await pool.run("outlinks", *OUT_ARGS)
@@ -89,6 +96,8 @@ def test_worker_steps_equal_in_process_steps_and_survive_a_dead_worker(tmp_path)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out == {
         "worker_pid_differs": True,
+        "worker_nicer_by": min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10) - os.getpriority(os.PRIO_PROCESS, 0),
+        "level_nicer_by": 0,
         "signature_equal": True,
         "signature_len": 8 * 128,
         "outlinks": {"outlink": ["https://baotuyenquang.com.vn/chinh-tri/ L a/@href", "https://cdn.test/a.jpg E img/@src"]},
@@ -115,3 +124,21 @@ def test_worker_count_setting():
     assert CpuPool(0).workers == 0
     with pytest.raises(ValueError):
         CpuPool(-1)
+
+
+def test_lower_priority_raises_the_nice_value_and_never_raises():
+    from crawler.priority import lower_priority
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, child.pid)
+        assert lower_priority(child.pid, 3) is True
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == min(19, base + 3)
+        assert lower_priority(child.pid, 50) is True  # capped by the kernel's maximum
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == 19
+        assert lower_priority(child.pid, 0) is False
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == 19
+    finally:
+        child.kill()
+        child.wait()
+    assert lower_priority(child.pid, 5) is False  # gone (reaped): refused, not raised

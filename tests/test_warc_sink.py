@@ -153,6 +153,9 @@ def test_writer_process_dies_with_a_killed_crawl(replica, tmp_path):
     proc = crawl_until(replica, [*args, "--run-id", "k"], tmp_path / "k.log", after=20)
     writers = _writer_pids(proc.pid)
     assert len(writers) == 1, writers
+    # NEWSARCHIVE_HELPER_NICE (default 10): the writer queues behind the crawl's reactor.
+    crawl_nice = os.getpriority(os.PRIO_PROCESS, proc.pid)
+    assert os.getpriority(os.PRIO_PROCESS, writers[0]) == min(19, crawl_nice + 10)
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 10

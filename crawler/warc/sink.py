@@ -40,6 +40,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
 from crawler.frames import FrameReader, frame, read_frame
+from crawler.priority import lower_priority
 
 __all__ = ["WarcSink", "WarcSinkError", "serve"]
 
@@ -68,8 +69,9 @@ class WarcSink(ProcessProtocol):
         self._ended: Deferred = Deferred()
 
     @classmethod
-    def start(cls, config: Any, on_closed: Callable[[list[Path]], None]) -> "WarcSink":
-        """Spawn the process and send it ``config`` (a ``SessionConfig``).
+    def start(cls, config: Any, on_closed: Callable[[list[Path]], None], nice: int = 0) -> "WarcSink":
+        """Spawn the process, add ``nice`` to its nice value (:mod:`crawler.priority`)
+        and send it ``config`` (a ``SessionConfig``).
 
         Raises:
             OSError: the process could not be started.
@@ -80,10 +82,11 @@ class WarcSink(ProcessProtocol):
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parent.parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        reactor.spawnProcess(  # type: ignore[attr-defined]
+        transport = reactor.spawnProcess(  # type: ignore[attr-defined]
             sink, sys.executable, [sys.executable, "-m", "crawler.warc.sink", str(os.getpid())], env=env,
             childFDs={0: "w", 1: "r", 2: 2},
         )
+        lower_priority(transport.pid, nice)
         sink._send("open", (config,))
         return sink
 
