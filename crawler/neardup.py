@@ -75,6 +75,35 @@ def signature_bytes(title: str | None, lead: str | None, body: Sequence[str] | N
     return np.asarray(m.hashvalues, dtype="<u8").tobytes()
 
 
+#: Where :func:`attach_signature` keeps a signature on an item (Scrapy items take
+#: attributes whose names start with "_"; they are not fields, never published).
+_ATTACHED = "_newsarchive_signature"
+
+
+def attach_signature(item, text: tuple, shingle_size: int, num_perm: int, signature: bytes) -> None:
+    """Remember ``signature`` (bytes of :func:`signature_bytes`) on ``item``, computed
+    from ``text`` (the item's :func:`signed_text` when the computation was sent off)
+    with ``shingle_size`` and ``num_perm``; :func:`attached_signature` gives it back
+    only while the item's text is still that text."""
+    setattr(item, _ATTACHED, (shingle_size, num_perm, text, signature))
+
+
+def signed_text(item) -> tuple:
+    """``(title, lead, tuple(body))`` of an article item: what its signature covers."""
+    return item.get("title"), item.get("lead"), tuple(item.get("body") or ())
+
+
+def attached_signature(item, shingle_size: int, num_perm: int) -> bytes | None:
+    """The signature :func:`attach_signature` left on ``item`` if it was computed with
+    these parameters from the item's current title, lead and body; else None (the
+    caller computes it). Comparing the text is cheap: unchanged fields are the same
+    string objects."""
+    attached = getattr(item, _ATTACHED, None)
+    if attached is None or attached[:3] != (shingle_size, num_perm, signed_text(item)):
+        return None
+    return attached[3]
+
+
 class NearDuplicateIndex:
     """An in-memory LSH index of article signatures, keyed by article key.
 

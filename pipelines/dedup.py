@@ -45,7 +45,7 @@ from datasketch import MinHash
 
 from crawler.cpu_pool import CpuPool
 from crawler.items import ArticleItem, QuarantineItem
-from crawler.neardup import DEFAULT_SHINGLE_SIZE, DEFAULT_THRESHOLD, NearDuplicateIndex
+from crawler.neardup import DEFAULT_SHINGLE_SIZE, DEFAULT_THRESHOLD, NearDuplicateIndex, attached_signature
 from crawler.sites import get_profile
 from crawler.state import State, open_state
 
@@ -135,11 +135,15 @@ class DedupPipeline:
             return item
         if self.pool is None:
             return self.classify(item)
+        blob = attached_signature(item, self.index.shingle_size, self.index.num_perm)
+        if blob is not None:  # signed by the validate stage: nothing to wait for
+            return self.classify(item, self.index.from_bytes(blob))
         return self._classify_with_pool(item)
 
     async def _classify_with_pool(self, item: ArticleItem) -> ArticleItem:
         # Computed for every article, though a duplicate does not need it: knowing
-        # that takes the state, which is read in classify() alone.
+        # that takes the state, which is read in classify() alone. The validate stage
+        # usually has it already (process_item; one worker round trip for both).
         blob = await self.pool.run(
             "signature", item.get("title"), item.get("lead"), list(item.get("body") or ()),
             self.index.shingle_size, self.index.num_perm,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from crawler.cpu_pool import CpuPool
 from crawler.items import ArticleItem, QuarantineItem, record_of
+from crawler.neardup import DEFAULT_SHINGLE_SIZE, NUM_PERM, attach_signature, signed_text
 from crawler.schema import Violation, quarantine_reason, validate_record, validate_stage
 
 
@@ -55,10 +56,6 @@ def _judge(stats, item: ArticleItem, violations, ok: str, quarantined: str):
     return out
 
 
-async def _judge_in_pool(pool: CpuPool, step: str, record: dict, stats, item: ArticleItem, ok: str, quarantined: str):
-    return _judge(stats, item, await pool.run(step, record), ok, quarantined)
-
-
 def _pool_of(crawler) -> CpuPool | None:
     pool = CpuPool.for_crawler(crawler)
     return pool if pool.workers else None
@@ -70,22 +67,40 @@ class ValidatePipeline:
     ``newsarchive/validate/quarantined`` and ``newsarchive/validate/quarantine/<reason>``.
 
     With a worker process (``pool``, crawler/cpu_pool.py) the check runs there and
-    ``process_item`` returns an awaitable of the outcome, which Scrapy awaits."""
+    ``process_item`` returns an awaitable of the outcome, which Scrapy awaits; the
+    worker also computes a valid article's MinHash signature for the dedup stage
+    (``shingle_size`` words a shingle, ``num_perm`` values; the dedup stage's
+    settings), left on the item (:func:`crawler.neardup.attach_signature`)."""
 
-    def __init__(self, stats, pool: CpuPool | None = None):
+    def __init__(self, stats, pool: CpuPool | None = None, shingle_size: int = DEFAULT_SHINGLE_SIZE,
+                 num_perm: int = NUM_PERM):
         self.stats = stats
         self.pool = pool
+        self.shingle_size = shingle_size
+        self.num_perm = num_perm
 
     @classmethod
     def from_crawler(cls, crawler):
-        return cls(crawler.stats, _pool_of(crawler))
+        return cls(crawler.stats, _pool_of(crawler),
+                   crawler.settings.getint("NEWSARCHIVE_SHINGLE_SIZE", DEFAULT_SHINGLE_SIZE))
 
     def process_item(self, item):
         if not isinstance(item, ArticleItem):
             return item
         if self.pool is not None:
-            return _judge_in_pool(self.pool, "validate_stage", record_of(item), self.stats, item, "ok", "quarantined")
+            return self._check_in_pool(item)
         return _judge(self.stats, item, validation_errors(item), "ok", "quarantined")
+
+    async def _check_in_pool(self, item: ArticleItem):
+        # The worker also signs a valid article's text for the dedup stage (its
+        # MinHash): one round trip instead of two. The signature stays on the item
+        # for as long as its text is the text signed (crawler.neardup.attached_signature).
+        text = signed_text(item)
+        violations, signature = await self.pool.run(
+            "validate_and_sign", record_of(item), self.shingle_size, self.num_perm)
+        if signature is not None:
+            attach_signature(item, text, self.shingle_size, self.num_perm, signature)
+        return _judge(self.stats, item, violations, "ok", "quarantined")
 
 
 class RecordGatePipeline:

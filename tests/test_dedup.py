@@ -405,3 +405,56 @@ def test_an_article_is_classified_in_one_transaction(tmp_path):
     assert dedup.process_item(item(CANON))["dedup"]["status"] == "new"
     assert dedup.state.by_key(key).version == 1 and dedup.state.urls_of(key) == [CANON]
     assert dedup.state.page(CANON).article_key == key
+
+
+class _CountingPool:
+    """A worker pool that runs steps in this process and lists the steps asked for."""
+
+    workers = 1
+
+    def __init__(self):
+        from crawler.cpu_pool import CpuPool
+
+        self.steps: list[str] = []
+        self._here = CpuPool(0)
+
+    async def run(self, step, *args):
+        self.steps.append(step)
+        return self._here.run_here(step, *args)
+
+
+def test_the_validate_stage_signs_for_the_dedup_stage_in_one_worker_round_trip(tmp_path):
+    from crawler.items import QuarantineItem
+    from crawler.neardup import NUM_PERM, attached_signature, signature_bytes
+    from pipelines.validate import ValidatePipeline
+    from tests.test_schema import item_from, seed_record
+
+    pool = _CountingPool()
+    validate = ValidatePipeline(_Crawler(tmp_path / "v").stats, pool)
+    seed = item_from(seed_record())
+    expected = signature_bytes(seed["title"], seed["lead"], seed["body"], 5, NUM_PERM)
+    assert asyncio.run(validate.process_item(seed)) is seed
+    assert pool.steps == ["validate_and_sign"]
+    assert attached_signature(seed, 5, NUM_PERM) == expected
+    assert attached_signature(seed, 4, NUM_PERM) is None  # other parameters: not this signature
+
+    dedup, stats = open_pipeline(tmp_path)
+    dedup.pool = pool
+    out = dedup.process_item(seed)  # no coroutine: nothing to wait for
+    assert out["dedup"]["status"] == "new"
+    assert pool.steps == ["validate_and_sign"]  # no second round trip for the signature
+    assert dedup.state.signature(out["dedup"]["article_key"], dedup.index.params) == expected
+
+    # A stage between them that changes the text: the dedup stage signs the new text.
+    other = item_from(seed_record() | {"article_id": "999999", "url": CANON.replace("132450", "999999"),
+                                       "canonical_url": CANON.replace("132450", "999999")})
+    asyncio.run(validate.process_item(other))
+    other["body"] = [*other["body"], "Một đoạn thêm."]
+    assert attached_signature(other, 5, NUM_PERM) is None
+    asyncio.run(dedup.process_item(other))
+    assert pool.steps == ["validate_and_sign", "validate_and_sign", "signature"]
+
+    # An item the stage check refuses is quarantined and not signed.
+    bad = item_from(seed_record() | {"title": ""})
+    assert isinstance(asyncio.run(validate.process_item(bad)), QuarantineItem)
+    assert attached_signature(bad, 5, NUM_PERM) is None
