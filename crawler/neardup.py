@@ -104,6 +104,59 @@ def attached_signature(item, shingle_size: int, num_perm: int) -> bytes | None:
     return attached[3]
 
 
+#: Entries (band hashes) buffered in a dict before they join the sorted arrays.
+MERGE_EVERY = 16384
+#: Odd 64-bit constant: band ``i``'s hash is stored plus ``i`` times this (mod 2⁶⁴),
+#: so equal hashes of different bands do not meet (a meeting would only propose a
+#: candidate, which the signature estimate then rejects).
+_BAND_SALT = np.uint64(0x9E3779B97F4A7C15)
+
+
+class _BandIndex:
+    """Band hash -> rows: the candidate look-up of an LSH index in O(b log n) for ``b``
+    bands over ``n`` articles, at 12 bytes an entry.
+
+    Entries live in two sorted numpy arrays (keys uint64, rows uint32) and, until
+    :data:`MERGE_EVERY` have come, in a dict; the dict's entries are then merged in
+    (``np.searchsorted`` + ``np.insert``: one copy of the arrays, no sort). It is the
+    shape of a log-structured merge tree with one level."""
+
+    def __init__(self):
+        self._keys = np.empty(0, dtype=np.uint64)
+        self._rows = np.empty(0, dtype=np.uint32)
+        self._recent: dict[int, list[int]] = {}
+        self._pending = 0
+
+    def add(self, keys: np.ndarray, row: int) -> None:
+        """Index ``row`` under each of ``keys`` (uint64)."""
+        for k in keys.tolist():
+            self._recent.setdefault(k, []).append(row)
+        self._pending += len(keys)
+        if self._pending >= MERGE_EVERY:
+            self._merge()
+
+    def _merge(self) -> None:
+        pairs = sorted((k, r) for k, rows in self._recent.items() for r in rows)
+        keys = np.fromiter((k for k, _ in pairs), dtype=np.uint64, count=len(pairs))
+        rows = np.fromiter((r for _, r in pairs), dtype=np.uint32, count=len(pairs))
+        at = np.searchsorted(self._keys, keys, side="right")
+        self._keys = np.insert(self._keys, at, keys)
+        self._rows = np.insert(self._rows, at, rows)
+        self._recent, self._pending = {}, 0
+
+    def rows(self, keys: np.ndarray) -> set[int]:
+        """Rows indexed under any of ``keys``."""
+        found: set[int] = set()
+        lo = np.searchsorted(self._keys, keys, side="left").tolist()
+        hi = np.searchsorted(self._keys, keys, side="right").tolist()
+        for a, b in zip(lo, hi):
+            if b > a:
+                found.update(self._rows[a:b].tolist())
+        for k in keys.tolist():
+            found.update(self._recent.get(k, ()))
+        return found
+
+
 class NearDuplicateIndex:
     """An in-memory LSH index of article signatures, keyed by article key.
 
@@ -114,11 +167,12 @@ class NearDuplicateIndex:
     for ``threshold``), but the index is kept in numpy arrays rather than in
     ``MinHashLSH``'s dict-of-sets: every article of a run is indexed, and those took
     about 5 KiB an article (a 50,000-article crawl: 250 MiB) against about 0.8 KiB here
-    (``b`` 64-bit band hashes, the signature as ``num_perm`` 32-bit values, the key).
-    A query compares the band hashes of every indexed article (a vectorised scan:
-    about 1 ms at 50,000). With ``signature_of`` (the crawl passes its state's
+    (``b`` band hashes at 12 bytes each, the signature as ``num_perm`` 32-bit values,
+    the key). A query looks its ``b`` band hashes up in sorted arrays
+    (:class:`_BandIndex`: O(b log n); a scan of every indexed article's bands took
+    about 1 ms a query at 50,000 and made a crawl quadratic). With ``signature_of`` (the crawl passes its state's
     :meth:`~crawler.state.State.signature`), signatures are not kept here at all: only
-    the band hashes (``b`` × 8 bytes an article) and the key, and a candidate's
+    the band hashes (``b`` × 12 bytes an article) and the key, and a candidate's
     signature is read back to confirm it. Band hashes are 64-bit digests of the band's values: two
     different bands share one with probability 2⁻⁶⁴, and a candidate is confirmed by
     the signature estimate anyway.
@@ -141,13 +195,13 @@ class NearDuplicateIndex:
         #: Row of the arrays -> key (None: removed); key -> row.
         self._keys: list[str | None] = []
         self._row_of: dict[str, int] = {}
-        # Blocks of BLOCK_ROWS rows: (BLOCK_ROWS, num_perm) uint32 signatures,
-        # (BLOCK_ROWS, bands) uint64 band hashes, and whether the row is live. Fixed
-        # blocks rather than one array that doubles: no copy on growth and at most one
-        # block of slack (a doubling array peaks at three times what it holds).
+        # Blocks of BLOCK_ROWS rows of (BLOCK_ROWS, num_perm) uint32 signatures (without
+        # signature_of). Fixed blocks rather than one array that doubles: no copy on
+        # growth and at most one block of slack (a doubling array peaks at three times
+        # what it holds).
         self._sig_blocks: list[np.ndarray] = []
-        self._band_blocks: list[np.ndarray] = []
-        self._alive_blocks: list[np.ndarray] = []
+        self._bands_of = _BandIndex()
+        self._band_salt = np.arange(self.bands, dtype=np.uint64) * _BAND_SALT
         # Odd 64-bit multipliers: a band's hash is sum(value_j * mult_j) mod 2⁶⁴.
         rng = np.random.default_rng(SEED)
         self._mult = rng.integers(0, 2**63, size=self.rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
@@ -179,10 +233,11 @@ class NearDuplicateIndex:
         return values.astype(np.uint32)
 
     def _band_hashes(self, values: np.ndarray) -> np.ndarray:
-        """``bands`` 64-bit hashes of the first ``bands * rows`` values, band by band."""
+        """``bands`` 64-bit hashes of the first ``bands * rows`` values, band by band
+        (band ``i``'s plus ``i`` × :data:`_BAND_SALT`)."""
         banded = values[: self.bands * self.rows].astype(np.uint64).reshape(self.bands, self.rows)
         with np.errstate(over="ignore"):
-            return (banded * self._mult).sum(axis=1, dtype=np.uint64)
+            return (banded * self._mult).sum(axis=1, dtype=np.uint64) + self._band_salt
 
     def __len__(self) -> int:
         return len(self._row_of)
@@ -192,16 +247,12 @@ class NearDuplicateIndex:
         values = self._values(m)
         self.remove(key)
         row = len(self._keys)
-        block, i = divmod(row, BLOCK_ROWS)
-        if block == len(self._band_blocks):
-            if self._signature_of is None:
-                self._sig_blocks.append(np.zeros((BLOCK_ROWS, self.num_perm), dtype=np.uint32))
-            self._band_blocks.append(np.zeros((BLOCK_ROWS, self.bands), dtype=np.uint64))
-            self._alive_blocks.append(np.zeros(BLOCK_ROWS, dtype=bool))
         if self._signature_of is None:
+            block, i = divmod(row, BLOCK_ROWS)
+            if block == len(self._sig_blocks):
+                self._sig_blocks.append(np.zeros((BLOCK_ROWS, self.num_perm), dtype=np.uint32))
             self._sig_blocks[block][i] = values
-        self._band_blocks[block][i] = self._band_hashes(values)
-        self._alive_blocks[block][i] = True
+        self._bands_of.add(self._band_hashes(values), row)
         self._keys.append(key)
         self._row_of[key] = row
 
@@ -225,9 +276,7 @@ class NearDuplicateIndex:
     def remove(self, key: str) -> None:
         row = self._row_of.pop(key, None)
         if row is not None:
-            block, i = divmod(row, BLOCK_ROWS)
-            self._alive_blocks[block][i] = False
-            self._keys[row] = None
+            self._keys[row] = None  # its band hashes stay, and lead to no key
 
     def load(self, rows: Iterable[tuple[str, bytes]]) -> int:
         """Index stored ``(key, signature bytes)`` rows; returns how many."""
@@ -245,16 +294,10 @@ class NearDuplicateIndex:
         if not n:
             return []
         # Candidates: any band equal (as MinHashLSH.query); confirmed by the estimate.
-        query = self._band_hashes(values)
-        rows, same = [], []
-        for block, (bands, alive) in enumerate(zip(self._band_blocks, self._alive_blocks)):
-            hit = np.flatnonzero((bands == query).any(axis=1) & alive)
-            if not len(hit):
-                continue
-            rows.extend((hit + block * BLOCK_ROWS).tolist())
-            if self._signature_of is None:
-                same.extend(np.count_nonzero(self._sig_blocks[block][hit] == values, axis=1).tolist())
-        if self._signature_of is not None:
+        rows = sorted(r for r in self._bands_of.rows(self._band_hashes(values)) if self._keys[r] is not None)
+        if self._signature_of is None:
+            same = [int(np.count_nonzero(self._sig_blocks[r // BLOCK_ROWS][r % BLOCK_ROWS] == values)) for r in rows]
+        else:
             same = [self._equal_values(self._keys[row], values) for row in rows]
         found = []
         for row, equal in zip(rows, same):

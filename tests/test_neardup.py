@@ -97,15 +97,21 @@ def test_bad_settings_are_refused(threshold, size):
         NearDuplicateIndex(threshold, size)
 
 
+@pytest.mark.parametrize("merge_every", [16384, 100, 1])
 @pytest.mark.parametrize("signatures_kept", ["in the index", "in a store"])
-def test_the_index_finds_what_datasketch_minhashlsh_finds(signatures_kept):
+def test_the_index_finds_what_datasketch_minhashlsh_finds(signatures_kept, merge_every, monkeypatch):
     """Our array-backed index keeps datasketch's banding; datasketch's MinHashLSH is the
     oracle: over gold articles and random edits of them, the same keys come back. The
     same with the signatures read back from a store (as the crawl's state), and then
-    the index holds none itself."""
+    the index holds none itself; and with band hashes merged into the sorted arrays
+    every 100 entries or at once (the default keeps all of these in the dict)."""
     import random
 
     from datasketch import MinHashLSH
+
+    import crawler.neardup
+
+    monkeypatch.setattr(crawler.neardup, "MERGE_EVERY", merge_every)
 
     rng = random.Random(7)
     store: dict[str, bytes] = {}
@@ -132,3 +138,18 @@ def test_the_index_finds_what_datasketch_minhashlsh_finds(signatures_kept):
         compared += len(expected)
     assert compared > len(RECORDS)  # the copies were found: the comparison is not vacuous
     assert ours.stored("146233") == ours.to_bytes(sigs["146233"])
+    merged = len(ours._bands_of._keys)
+    assert (merged == 0) if merge_every > len(sigs) * ours.bands else (merged >= len(sigs) * ours.bands - merge_every)
+    # Removed and re-added under another text: found under the new text only.
+    some = next(k for k in sigs if k.endswith("-0"))
+    original = some[:-2]
+    ours.remove(some)
+    lsh.remove(some)
+    assert some not in [k for k, _ in ours.matches(sigs[original], exclude=original)]
+    store[some] = ours.to_bytes(sigs["146233"])
+    ours.add(some, sigs["146233"])
+    lsh.insert(some, sigs["146233"])
+    for key in (original, "146233"):
+        m = sigs[key]
+        expected = sorted(k for k in lsh.query(m) if k != key and m.jaccard(ours.from_bytes(ours.stored(k))) >= ours.threshold)
+        assert sorted(k for k, _ in ours.matches(m, exclude=key)) == expected, key
