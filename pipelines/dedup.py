@@ -123,10 +123,11 @@ class DedupPipeline:
         self.state.close()
 
     def process_item(self, item):
-        """The annotated item (:meth:`classify`); with a worker process, an awaitable of
-        it (Scrapy awaits it): the signature is computed there first, then the item is
-        classified on the reactor thread in one step, so no other item's decision
-        interleaves with it."""
+        """The annotated item (:meth:`classify`). With a worker process and no signature
+        left on the item by the validate stage (:func:`crawler.neardup.attached_signature`),
+        an awaitable of it (Scrapy awaits it): the signature is computed there first.
+        Either way the item is classified on the reactor thread in one step, so no other
+        item's decision interleaves with it."""
         if isinstance(item, QuarantineItem):
             # The page row stays pending until the quarantine batch is durable
             # (mark_published with the page URL), like an article's.
