@@ -117,6 +117,10 @@ class CpuPool:
             pool = cls(workers, crawler.stats, crawler.settings.getint("NEWSARCHIVE_HELPER_NICE", 10))
             crawler.newsarchive_cpu_pool = pool
             if workers:
+                # Started with the engine, not at first use: the worker's imports (numpy,
+                # datasketch, the schema) then overlap robots.txt and the first
+                # downloads instead of holding up the first article.
+                crawler.signals.connect(pool.start, signal=signals.engine_started)
                 crawler.signals.connect(pool.close, signal=signals.engine_stopped)
         return pool
 
@@ -148,6 +152,12 @@ class CpuPool:
         return d
 
     # ---------------------------------------------------------------- workers
+    def start(self) -> None:
+        """Start every worker process now (they start on first use otherwise); does
+        nothing without a running reactor, with 0 workers or once closed."""
+        while len(self._procs) < self.workers and self._worker() is not None:
+            pass
+
     def _worker(self) -> _Worker | None:
         if self._closed or not self.workers:
             return None

@@ -68,6 +68,16 @@ SCENARIO = textwrap.dedent(
         out["after_kill_equal"] = results == [signature_bytes("t", "l", [f"đoạn {i} " * 50], 5, 128) for i in range(20)]
         out["broken"] = crawler.stats.get_value("newsarchive/cpu_pool/broken")
         out["workers_after_kill"] = pool.workers
+        # Started with the engine (engine_started), before any step is asked for.
+        from scrapy import signals
+        crawler5 = get_crawler(settings_dict={"NEWSARCHIVE_CPU_WORKERS": 1})
+        pool5 = CpuPool.for_crawler(crawler5)
+        out["procs_before_engine"] = len(pool5._procs)
+        crawler5.signals.send_catch_log(signals.engine_started)
+        out["procs_after_engine"] = len(pool5._procs)
+        pool5.start()  # idempotent
+        out["procs_after_start_again"] = len(pool5._procs)
+        pool5.close()
         # A fresh pool, closed: steps run in-process, no worker started.
         pool2 = CpuPool(1)
         await pool2.run("signature", "a", "b", ["c"], 5, 128)
@@ -107,6 +117,9 @@ def test_worker_steps_equal_in_process_steps_and_survive_a_dead_worker(tmp_path)
         "after_kill_equal": True,
         "broken": 1,
         "workers_after_kill": 0,
+        "procs_before_engine": 0,
+        "procs_after_engine": 1,
+        "procs_after_start_again": 1,
         "closed_runs_here": True,
         "no_fork_runs_here": True,
         "no_fork_broken": [0, 1],
