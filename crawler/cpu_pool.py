@@ -23,8 +23,8 @@ before; the results are the same either way (each step is a pure function).
 ``NEWSARCHIVE_HELPER_NICE`` (default 10): added to the workers' nice value, so the
 reactor thread does not wait behind them for a core (:mod:`crawler.priority`).
 
-Workers start on first use and ignore SIGINT/SIGTERM; they exit when the crawl
-closes their stdin (engine stopped) or dies. If a worker dies, its unanswered
+Workers start with the engine (or on first use) and ignore SIGINT/SIGTERM; they
+exit when the crawl closes their stdin (engine stopped) or dies. If a worker dies, its unanswered
 steps are run in-process, the run goes on without workers, and
 ``newsarchive/cpu_pool/broken`` is counted: a worker costs speed, never a result.
 
