@@ -170,8 +170,9 @@ class NearDuplicateIndex:
     (``b`` band hashes at 12 bytes each, the signature as ``num_perm`` 32-bit values,
     the key). A query looks its ``b`` band hashes up in sorted arrays
     (:class:`_BandIndex`: O(b log n); a scan of every indexed article's bands took
-    about 1 ms a query at 50,000 and made a crawl quadratic). With ``signature_of`` (the crawl passes its state's
-    :meth:`~crawler.state.State.signature`), signatures are not kept here at all: only
+    about 1 ms a query at 50,000 and made a crawl quadratic). With ``signature_of``
+    (the crawl passes its state's :meth:`~crawler.state.State.signature`), signatures
+    are not kept here at all: only
     the band hashes (``b`` × 12 bytes an article) and the key, and a candidate's
     signature is read back to confirm it. Band hashes are 64-bit digests of the band's values: two
     different bands share one with probability 2⁻⁶⁴, and a candidate is confirmed by
