@@ -24,8 +24,8 @@ before; the results are the same either way (each step is a pure function).
 reactor thread does not wait behind them for a core (:mod:`crawler.priority`).
 
 Workers start with the engine (or on first use) and ignore SIGINT/SIGTERM; they
-exit when the crawl closes their stdin (engine stopped) or dies. If a worker dies, its unanswered
-steps are run in-process, the run goes on without workers, and
+exit when the crawl closes their stdin (engine stopped) or dies. If a worker dies,
+its unanswered steps are run in-process, the run goes on without workers, and
 ``newsarchive/cpu_pool/broken`` is counted: a worker costs speed, never a result.
 
 Waiting for a worker reorders items (and responses): only stages whose outcome does

@@ -430,7 +430,6 @@ class WarcCaptureMiddleware:
         #: Worker process that lists outlinks when the writer runs on a thread.
         self.pool = pool if pool.workers else None
         self._use_process = bool(pool.workers) and crawler.settings.getbool("WARC_WRITER_PROCESS", True)
-        self._helper_nice = crawler.settings.getint("NEWSARCHIVE_HELPER_NICE", 10)
         self._sink: WarcSink | None = None
         self._session: CaptureSession | None = None  # the writer-thread alternative
         self._executor: ThreadPoolExecutor | None = None
@@ -547,7 +546,7 @@ class WarcCaptureMiddleware:
 
             if reactor.running:  # type: ignore[attr-defined]
                 try:
-                    self._sink = WarcSink.start(self.config, self._sink_closed, self._helper_nice)
+                    self._sink = WarcSink.start(self.config, self._sink_closed, self.pool.nice)
                     return
                 except OSError as exc:
                     logger.error("cannot start the WARC writer process (%s); writing on a thread", exc)
