@@ -42,6 +42,7 @@ import logging
 from pathlib import Path
 
 from datasketch import MinHash
+from scrapy.utils.defer import maybe_deferred_to_future
 
 from crawler.cpu_pool import CpuPool
 from crawler.items import ArticleItem, QuarantineItem
@@ -120,7 +121,21 @@ class DedupPipeline:
         self.stats.set_value("newsarchive/dedup/signatures_loaded", loaded)
 
     def close_spider(self):
-        self.state.close()
+        """Close the state, once the publish stage has marked its last batch
+        published (:meth:`pipelines.publish.PublishPipeline.when_done_marking`;
+        Scrapy closes the pipelines concurrently): None, or a coroutine."""
+        publisher = getattr(self.crawler, "newsarchive_publisher", None)
+        marking = getattr(publisher, "when_done_marking", lambda: None)()
+        if marking is None:
+            self.state.close()
+            return None
+        return self._close_after(marking)
+
+    async def _close_after(self, marking) -> None:
+        try:
+            await maybe_deferred_to_future(marking)
+        finally:
+            self.state.close()
 
     def process_item(self, item):
         """The annotated item (:meth:`classify`). With a worker process and no signature

@@ -38,8 +38,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred
 
 from crawler.cpu_pool import CpuPool
 from crawler.dataset.batches import BuiltBatch, build_batch, published_date
@@ -91,6 +92,8 @@ class _Flight:
     records: list[dict]
     quarantine: list[dict]
     built: BuiltBatch | None = None
+    #: The worker's build, then staging, when the batch went to the worker.
+    pending: Deferred | None = None
 
 
 class PublishPipeline:
@@ -128,6 +131,8 @@ class PublishPipeline:
         self.batch = 0
         self.retry_at = 0.0  # monotonic time before which the store is not tried again
         self.failed = False  # a spool write failed: publishing stopped for this run
+        self._marking_waiters: list[Deferred] = []
+        self._done_marking = False
         self._unknown_fields: set[str] = set()
         # One worker: drains never overlap and batches reach the store in order.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsarchive-publish")
@@ -195,13 +200,16 @@ class PublishPipeline:
         self._timer.start(interval, now=False)
 
     def close_spider(self):
-        """Spool the last batch synchronously — before the dedup stage closes its
-        state, which ``mark_published`` needs — then return a coroutine that waits
-        for the uploads and writes the run's manifest."""
+        """Cut the last batch (built in the CPU worker like the others: building it
+        here would add the Arrow and Parquet buffers to this process's peak memory),
+        then return a coroutine that lands every batch in flight, waits for the
+        uploads and writes the run's manifest. The dedup stage keeps its state open
+        until the last batch is marked (:meth:`when_done_marking`)."""
         if self._timer is not None and self._timer.running:
             self._timer.stop()
         if self.spool is None or self.stats.get_value("newsarchive/publish/run_already_published"):
             self._worker.shutdown(wait=False)
+            self._fire_done_marking()
             return None
         # A crawl asked to stop (SIGTERM, Ctrl-C) has not met every page: a record from
         # an alternate page may still get its canonical page's content from the next
@@ -209,15 +217,43 @@ class PublishPipeline:
         # state then forgets it (State.recover) and the next run emits it again.
         stopped = self.crawler is not None and getattr(self.crawler, "crawling", True) is False
         held = sum(1 for rank in self.page_rank.values() if rank < CANONICAL) if stopped else 0
-        self.flush(final=not stopped, now=True)
-        if held:
-            self.stats.set_value("newsarchive/publish/held_for_canonical_page", held)
-            logger.info("crawl stopped: %d record(s) from alternate pages left for the next run", held)
-        if not self.failed:
-            self.spool.finish_run(self.run_id, _now())
-        return self._finish()
+        self.flush(final=not stopped)
+        return self._finish(held)
 
-    async def _finish(self):
+    def when_done_marking(self) -> Deferred | None:
+        """A Deferred fired once this stage will mark no more articles published
+        (its last batch is staged, or publishing stopped), or None when that is
+        already so or the stage never opened. The dedup stage closes its state then."""
+        if self._done_marking or self.spool is None:
+            return None
+        d: Deferred = Deferred()
+        self._marking_waiters.append(d)
+        return d
+
+    def _fire_done_marking(self) -> None:
+        self._done_marking = True
+        waiters, self._marking_waiters = self._marking_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    async def _land_last(self) -> None:
+        """Wait for the batches the worker builds, then land the rest here (a worker
+        that failed or went away), in order."""
+        for flight in list(self._in_flight.values()):
+            if flight.pending is not None:
+                await maybe_deferred_to_future(flight.pending)
+        self._land_in_flight(upto=None)
+
+    async def _finish(self, held: int):
+        try:
+            await self._land_last()
+            if held:
+                self.stats.set_value("newsarchive/publish/held_for_canonical_page", held)
+                logger.info("crawl stopped: %d record(s) from alternate pages left for the next run", held)
+            if not self.failed:
+                self.spool.finish_run(self.run_id, _now())
+        finally:
+            self._fire_done_marking()
         for job in list(self._jobs):
             await asyncio.wrap_future(job)
         if time.monotonic() >= self.retry_at:
@@ -343,7 +379,7 @@ class PublishPipeline:
             self.flush()
 
     # -- batches ------------------------------------------------------------
-    def flush(self, final: bool = False, now: bool = False) -> None:
+    def flush(self, final: bool = False) -> None:
         """Cut a batch from the buffer (records from alternate pages stay unless
         ``final``) and have it built; once built (in order), spool it, mark its
         articles published and queue the upload (:meth:`_stage`).
@@ -351,32 +387,32 @@ class PublishPipeline:
         The build (JSON Lines, Parquet) runs in a CPU worker process when there is
         one, and the batch is *in flight* meanwhile: its records have left the
         buffer, as after staging, and :meth:`published_record` finishes the flight
-        first when asked for one of them. With ``now`` (the run's end) or without a
-        worker, every batch in flight and this one are built here and staged before
-        this returns. Spooling and marking run on the reactor thread: the spool
-        write is local and the dedup state is not shared between threads."""
+        first when asked for one of them (the run's end waits for them all,
+        :meth:`_land_last`). Without a worker, every batch in flight and this one
+        are built here and staged before this returns. Spooling and marking run on
+        the reactor thread: the spool write is local and the dedup state is not
+        shared between threads."""
         if self.failed:
             return
         self._receive()
         keys = [k for k, rank in self.page_rank.items() if final or rank >= CANONICAL]
         self.oldest = None  # every ready entry goes into this batch
-        if keys or self.quarantine:
-            flight = _Flight(self.batch, keys, [self.records[k] for k in keys], self.quarantine)
-            self.batch += 1
-            for k in keys:
-                del self.records[k]
-                del self.page_rank[k]
-            self.quarantine = []
-            self._in_flight[flight.batch] = flight
-            d = None if now else self.pool.submit(
-                "build_batch", self.run_id, flight.batch, flight.records, flight.quarantine)
-            if d is not None:
-                d.addCallbacks(self._built, self._build_failed, callbackArgs=(flight,), errbackArgs=(flight,))
-                d.addErrback(self._stage_failed)
-                return
-        elif not now:
+        if not (keys or self.quarantine):
             return
-        self._land_in_flight(upto=None)
+        flight = _Flight(self.batch, keys, [self.records[k] for k in keys], self.quarantine)
+        self.batch += 1
+        for k in keys:
+            del self.records[k]
+            del self.page_rank[k]
+        self.quarantine = []
+        self._in_flight[flight.batch] = flight
+        d = self.pool.submit("build_batch", self.run_id, flight.batch, flight.records, flight.quarantine)
+        if d is None:
+            self._land_in_flight(upto=None)
+            return
+        d.addCallbacks(self._built, self._build_failed, callbackArgs=(flight,), errbackArgs=(flight,))
+        d.addErrback(self._stage_failed)
+        flight.pending = d
 
     def _built(self, built: BuiltBatch, flight: "_Flight") -> None:
         if self._in_flight.get(flight.batch) is not flight:

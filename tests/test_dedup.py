@@ -283,7 +283,7 @@ def test_a_link_revision_lost_with_a_killed_run_is_made_again(tmp_path):
     dedup.close_spider()
     dedup, publisher, _ = crawl_run(tmp_path, "run2")
     dedup.process_item(full_item("146233", "run2"))  # then killed: nothing flushed
-    dedup.close_spider()
+    dedup.state.db.close()  # killed: no close_spider
 
     dedup, publisher, stats = crawl_run(tmp_path, "run3")
     later = dedup.state.by_key(GOLD["157890"]["canonical_url"])
@@ -458,3 +458,29 @@ def test_the_validate_stage_signs_for_the_dedup_stage_in_one_worker_round_trip(t
     bad = item_from(seed_record() | {"title": ""})
     assert isinstance(asyncio.run(validate.process_item(bad)), QuarantineItem)
     assert attached_signature(bad, 5, NUM_PERM) is None
+
+
+def test_the_state_stays_open_until_the_publish_stage_marked_its_last_batch(tmp_path):
+    # Scrapy closes the pipelines concurrently; the publish stage marks its last
+    # batch after the worker built it, so the state must outlive that.
+    from twisted.internet.defer import Deferred
+
+    class Publisher:
+        done = Deferred()
+
+        def when_done_marking(self):
+            return self.done
+
+    crawler = _Crawler(tmp_path)
+    crawler.newsarchive_publisher = publisher = Publisher()
+    dedup = DedupPipeline.from_crawler(crawler)
+    dedup.open_spider()
+    key = dedup.process_item(gold_item("146233"))["dedup"]["article_key"]
+    closing = dedup.close_spider()
+    dedup.state.mark_published([key])  # the last batch, marked after close_spider
+    publisher.done.callback(None)
+    asyncio.run(closing)
+    with pytest.raises(sqlite3.ProgrammingError):
+        dedup.state.db.execute("SELECT 1")
+    dedup, _ = open_pipeline(tmp_path)
+    assert dedup.state.by_key(key).published

@@ -197,3 +197,49 @@ def test_a_spool_that_cannot_be_written_stops_publishing_and_marks_nothing(tmp_p
     assert p.crawler.stats["newsarchive/publish/errors"] == 1
     assert p.spool.run_info("R1")["status"] == "running"  # not closed: the next run finalizes it
     assert list_manifests(p.store) == []
+
+
+class WorkerPool:
+    """Stands in for the CPU pool: holds each submitted step until the test runs it
+    (as the worker process would, in :func:`crawler.cpu_worker._steps`)."""
+
+    def __init__(self):
+        self.submitted: list = []
+
+    def submit(self, step, *args):
+        from twisted.internet.defer import Deferred
+
+        d = Deferred()
+        self.submitted.append((step, args, d))
+        return d
+
+    def run_all(self):
+        from crawler.cpu_worker import _steps
+
+        steps = _steps()
+        while self.submitted:
+            step, args, d = self.submitted.pop(0)
+            d.callback(steps[step](*args))
+
+
+def test_the_last_batch_is_built_in_the_worker_and_the_dedup_state_waits_for_its_marks(tmp_path):
+    # Building it here put its Arrow and Parquet buffers on top of the crawl
+    # process's peak memory (BENCH.md); the dedup stage closes its state only
+    # once the last batch is marked published.
+    p = make(tmp_path, batch_size=2)
+    p.pool = pool = WorkerPool()
+    for i in range(5):
+        p.process_item(item(i))
+    state_closable = p.when_done_marking()
+    finish = p.close_spider()
+    assert [(step, args[1], [r["article_id"] for r in args[2]]) for step, args, _ in pool.submitted] == [
+        ("build_batch", 0, ["0", "1"]), ("build_batch", 1, ["2", "3"]), ("build_batch", 2, ["4"])]
+    assert p.crawler.newsarchive_state.calls == [] and not state_closable.called
+    pool.run_all()
+    asyncio.run(finish)
+    assert p.crawler.newsarchive_state.calls == [
+        [f"https://baotuyenquang.com.vn/a-{i}.html" for i in pair] for pair in ((0, 1), (2, 3), (4,))]
+    assert state_closable.called and p.when_done_marking() is None
+    assert p.crawler.stats["newsarchive/publish/batches_built_in_worker"] == 3
+    assert sorted(r["article_id"] for r in published(p.store)) == ["0", "1", "2", "3", "4"]
+    assert verify(p.store).problems == []
