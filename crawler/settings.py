@@ -100,6 +100,9 @@ DOWNLOADER_MIDDLEWARES = {
 EXTENSIONS = {
     "crawler.extensions.warc_upload.WarcUploadExtension": 500,
 }
+# Scrapy's request dupefilter, its seen fingerprints at 16 bytes a request
+# (crawler/fingerprints.py); --redis replaces it with the shared one.
+DUPEFILTER_CLASS = "crawler.fingerprints.CompactDupeFilter"
 ITEM_PIPELINES = {
     "pipelines.clean.CleanPipeline": 100,
     "pipelines.validate.ValidatePipeline": 200,

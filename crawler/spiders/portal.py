@@ -30,7 +30,6 @@ from the menus and sidebars every page repeats.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import re
 from collections import OrderedDict, deque
@@ -47,6 +46,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.sitemap import Sitemap
 
 from crawler.extract import extract_article
+from crawler.fingerprints import UrlSet
 from crawler.incremental import IncrementalPolicy
 from crawler.items import ArticleItem, QuarantineItem, content_sha256
 from crawler.layout import warc_key
@@ -91,33 +91,6 @@ def release_parsed(response) -> None:
     for name in ("_cached_selector", "_cached_ubody"):  # TextResponse's caches (Scrapy 2.19)
         if getattr(response, name, None) is not None:
             setattr(response, name, None)
-
-
-class UrlSet:
-    """A set of URLs held as 128-bit BLAKE2b digests (about 90 bytes an entry against
-    about 250 for the string in a set): the spider's per-URL bookkeeping grows with the
-    portal. Two URLs share a digest with probability about n²/2¹²⁹, nil at any crawl size."""
-
-    __slots__ = ("_digests",)
-
-    def __init__(self):
-        self._digests: set[int] = set()
-
-    @staticmethod
-    def _digest(url: str) -> int:
-        return int.from_bytes(hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "big")
-
-    def add(self, url: str) -> None:
-        self._digests.add(self._digest(url))
-
-    def discard(self, url: str) -> None:
-        self._digests.discard(self._digest(url))
-
-    def __contains__(self, url: str) -> bool:
-        return self._digest(url) in self._digests
-
-    def __len__(self) -> int:
-        return len(self._digests)
 
 
 class RecentDict(OrderedDict):
