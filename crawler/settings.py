@@ -37,6 +37,7 @@ NEWSARCHIVE_MAX_CRAWL_DELAY = 60.0
 # Helper processes (CPU worker, WARC writer) run this much nicer than the crawl, so
 # the reactor thread never queues behind them for a core (crawler/priority.py).
 NEWSARCHIVE_HELPER_NICE = 10
+NEWSARCHIVE_MALLOC_TRIM_SECONDS = 10.0   # give freed C-heap pages back (crawler/extensions/malloc_trim.py)
 
 # --- politeness --------------------------------------------------------------
 # The CLI rebuilds it from NEWSARCHIVE_CONTACT_URL when only the contact is overridden.
@@ -99,6 +100,7 @@ DOWNLOADER_MIDDLEWARES = {
 }
 EXTENSIONS = {
     "crawler.extensions.warc_upload.WarcUploadExtension": 500,
+    "crawler.extensions.malloc_trim.MallocTrimExtension": 510,
 }
 # Scrapy's request dupefilter, its seen fingerprints at 16 bytes a request
 # (crawler/fingerprints.py); --redis replaces it with the shared one.
