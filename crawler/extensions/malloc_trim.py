@@ -3,11 +3,11 @@
 
 A crawl allocates and frees some hundreds of KiB for every page (response bodies,
 lxml trees, records on their way to the CPU worker) between long-lived objects
-that grow with the portal. glibc keeps the freed pages of its heaps mapped,
-so a crawl process's resident set grows in steps with crawl size although what it
-holds does not (bench/ANALYSIS.md: 50,000 articles against 10,000). ``malloc_trim``
-(glibc ≥ 2.8; since 2.9 it also releases whole free pages inside a heap, with
-``madvise(MADV_DONTNEED)``) returns them.
+that grow with the portal. glibc keeps the freed pages of its heaps mapped, so a
+crawl process's resident set sits some 30 MiB above what it holds, and climbs
+further the longer the crawl (bench/ANALYSIS.md: 50,000 articles against 10,000).
+``malloc_trim(0)`` returns them: since glibc 2.8 it releases every whole free page
+of every arena, not only the top of the main heap (malloc_trim(3)).
 
 Setting ``NEWSARCHIVE_MALLOC_TRIM_SECONDS`` (default 10; 0 turns it off). Not
 configured where the C library has no ``malloc_trim`` (musl, macOS). Stats:
