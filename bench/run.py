@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from datetime import datetime
@@ -163,6 +164,52 @@ def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
+class ThreadClock:
+    """The on-CPU time and run-queue wait of one thread of a child process, read from
+    ``/proc/<pid>/task/<tid>/schedstat`` (Linux: ``Documentation/scheduler/sched-stats.rst``,
+    fields 1 and 2, in ns) every ``every`` seconds until the process is reaped; the
+    last reading before its exit is kept (at most ``every`` s short).
+
+    Why: a crawl's reactor thread is the one the crawl waits on; its CPU time a page
+    says how much work the crawl put on it, and the run-queue wait how long it was
+    ready to run with no core free (bench/ANALYSIS.md, session 7), which pages/s
+    alone cannot tell apart. Off Linux (no schedstat) both stay ``None``."""
+
+    def __init__(self, pid: int, tid: int | None = None, every: float = 0.2):
+        self.path = Path(f"/proc/{pid}/task/{tid or pid}/schedstat")
+        self.every = every
+        self.cpu_ns: int | None = None
+        self.wait_ns: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-thread-clock", daemon=True)
+
+    def start(self) -> "ThreadClock":
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        try:
+            on_cpu, waited, _ = self.path.read_text().split()
+        except (OSError, ValueError):
+            return
+        self.cpu_ns, self.wait_ns = int(on_cpu), int(waited)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._read()
+
+    def stop(self) -> None:
+        """Stop sampling (call once the process has exited)."""
+        self._stop.set()
+        self._thread.join()
+
+    def per(self, n: int) -> tuple[float | None, float | None]:
+        """(CPU ms, wait ms) per unit for ``n`` units; ``None`` when never read."""
+        if self.cpu_ns is None or not n:
+            return None, None
+        return round(self.cpu_ns / 1e6 / n, 2), round(self.wait_ns / 1e6 / n, 2)
+
+
 def run_crawl(kind: str, portal: SyntheticPortal, server, workdir: Path, concurrency: int,
               extra: list[str] = (), prefix: list[str] = ()) -> dict:
     """One ``newsarchive crawl`` subprocess against ``server``; its figures."""
@@ -178,9 +225,14 @@ def run_crawl(kind: str, portal: SyntheticPortal, server, workdir: Path, concurr
     t0 = time.monotonic()
     with open(base / "stdout.log", "wb") as out, open(base / "stderr.log", "wb") as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err)
+        # The crawl's main thread runs the reactor: with a profiler prefix it is not
+        # the crawl, so no clock then.
+        clock = ThreadClock(proc.pid).start() if not prefix else None
         # wait4, not Popen.wait: it returns the rusage (ru_maxrss) of this child alone.
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
+        if clock is not None:
+            clock.stop()
     wall = time.monotonic() - t0
     report_path = state / "runs" / f"{run_id}.json"
     if proc.returncode != 0 or not report_path.exists():
@@ -206,6 +258,10 @@ def run_crawl(kind: str, portal: SyntheticPortal, server, workdir: Path, concurr
         "pages_per_s": round(report["pages_fetched"] / elapsed, 1) if elapsed else 0.0,
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        # The reactor thread's CPU time and run-queue wait a page, over the
+        # process's whole life (start-up and closing included).
+        "reactor_cpu_ms": clock.per(report["pages_fetched"])[0] if clock else None,
+        "reactor_wait_ms": clock.per(report["pages_fetched"])[1] if clock else None,
         "warc_bytes": warc_bytes,
         "warc_mib_per_s": round(warc_bytes / elapsed / 2**20, 2) if elapsed else 0.0,
         "records_published": published,
@@ -270,6 +326,20 @@ def profile_full_crawl(portal: SyntheticPortal, server, workdir: Path, concurren
 
 
 # --------------------------------------------------------------------- report
+def _reactor_cell(r: dict) -> str:
+    if r.get("reactor_cpu_ms") is None:
+        return "–"
+    return f"{r['reactor_cpu_ms']} ({r['reactor_wait_ms']})"
+
+
+def _reactor_note(bare: float | None, full: float | None) -> str:
+    # Beside the target, not instead of it: how much of the gap is work on the
+    # reactor thread (the rest is waiting for a core, or idle).
+    if not bare or not full:
+        return ""
+    return f"; reactor CPU a page {full} / {bare} ms (bare ÷ full = {bare / full:.2f})"
+
+
 def _mark(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
@@ -306,18 +376,21 @@ def write_report(path: Path, data: dict) -> None:
         "Throughput is pages fetched ÷ crawl time (Scrapy's start to finish, interpreter start-up excluded); "
         "peak RSS is `ru_maxrss` of the crawl process; WARC MiB/s is the size of the WARC files written ÷ crawl time; "
         "CPU s is user + system time of the crawl process (its CPU worker process included when the crawl "
-        "reaped it). At the sizes with a bare crawl, bare and full crawls take turns and the throughput target "
+        "reaped it); reactor CPU is the on-CPU time of the crawl process's main thread (the reactor's) a page "
+        "fetched, over the process's whole life, with its run-queue wait (ready to run, no core free) in "
+        "brackets, from `/proc/<pid>/task/<tid>/schedstat`: the crawl waits on that thread, so this says whether a slower crawl did more work there or waited for a core. "
+        "At the sizes with a bare crawl, bare and full crawls take turns and the throughput target "
         "compares their medians: this machine's speed drifts between runs.",
         "",
         "## Crawls",
         "",
-        "| crawl | articles | trial | pages (expected) | crawl s | pages/s | peak RSS MiB | CPU s | WARC MiB | WARC MiB/s | records published | dataset objects |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| crawl | articles | trial | pages (expected) | crawl s | pages/s | reactor CPU ms/page (wait) | peak RSS MiB | CPU s | WARC MiB | WARC MiB/s | records published | dataset objects |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in data["crawls"]:
         lines.append(
             f"| {r['kind']} | {r['articles']:,} | {r.get('trial', 1)} | {r['pages']:,} ({r['expected_pages']:,}) | {r['elapsed_s']} | "
-            f"{r['pages_per_s']} | {r['peak_rss_mib']} | {r['cpu_s']} | {r['warc_bytes'] / 2**20:.1f} | "
+            f"{r['pages_per_s']} | {_reactor_cell(r)} | {r['peak_rss_mib']} | {r['cpu_s']} | {r['warc_bytes'] / 2**20:.1f} | "
             f"{r['warc_mib_per_s']} | {r['records_published']:,} | {r['dataset_objects']:,} |"
         )
     e = data["extraction"]
@@ -367,9 +440,11 @@ def targets(crawls: list[dict], extraction: dict) -> list[dict]:
     out = []
     sizes = sorted({r["articles"] for r in crawls if r["kind"] == "bare"})
 
-    def median_of(kind: str, n: int, key: str) -> float | None:
-        values = [r[key] for r in crawls if r["kind"] == kind and r["articles"] == n]
-        return round(statistics.median(values), 1) if values else None
+    def median_of(kind: str, n: int, key: str, digits: int = 1) -> float | None:
+        values = [r.get(key) for r in crawls if r["kind"] == kind and r["articles"] == n]
+        if not values or None in values:
+            return None
+        return round(statistics.median(values), digits)
 
     for n in sizes:
         bare, full = median_of("bare", n, "pages_per_s"), median_of("full", n, "pages_per_s")
@@ -378,7 +453,8 @@ def targets(crawls: list[dict], extraction: dict) -> list[dict]:
             trials = sum(1 for r in crawls if r["kind"] == "bare" and r["articles"] == n)
             out.append({
                 "target": f"full pipeline ≥ {TARGET_THROUGHPUT_RATIO} × bare Scrapy pages/s ({n:,} articles)",
-                "measured": f"{full} / {bare} = {ratio:.2f}" + (f" (medians of {trials} pairs)" if trials > 1 else ""),
+                "measured": f"{full} / {bare} = {ratio:.2f}" + (f" (medians of {trials} pairs)" if trials > 1 else "")
+                + _reactor_note(median_of("bare", n, "reactor_cpu_ms", 2), median_of("full", n, "reactor_cpu_ms", 2)),
                 "ok": ratio >= TARGET_THROUGHPUT_RATIO,
             })
     full_sizes = sorted({r["articles"] for r in crawls if r["kind"] == "full"})

@@ -62,6 +62,8 @@ def test_tiny_bench_run_writes_the_report(tmp_path):
         assert crawl["pages"] == crawl["expected_pages"] == crawl["server_hits"]
         assert crawl["statuses"] == {"200": crawl["pages"]}
         assert crawl["peak_rss_mib"] > 50
+        # The reactor thread ran (parsing 60+ pages takes CPU) and its clock was read.
+        assert crawl["reactor_cpu_ms"] > 0 and crawl["reactor_wait_ms"] >= 0
     assert bare["records_published"] == 0 and bare["warc_bytes"] == 0
     assert full["records_published"] == 60
     assert full["warc_bytes"] > 60 * 5_000
@@ -69,6 +71,11 @@ def test_tiny_bench_run_writes_the_report(tmp_path):
     text = out.read_text()
     assert "## Targets" in text and "| full | 60 | 1 |" in text and "| bare | 60 | 1 |" in text
     assert "extraction ≥ 5 × faster than trafilatura" in text
+
+
+#: An extraction result that meets its target (the throughput tests do not look at it).
+EXTRACTION = {"speedup_vs_metadata": 7.0, "speedup_vs_text": 4.1,
+              "trafilatura_metadata": {"mean_ms": 21.0}, "ours": {"mean_ms": 3.0}}
 
 
 def test_targets_compare_medians_of_the_pairs():
@@ -81,12 +88,44 @@ def test_targets_compare_medians_of_the_pairs():
         {"kind": "full", "articles": 10, "pages_per_s": 64.0, "peak_rss_mib": 310.0},
         {"kind": "full", "articles": 50, "pages_per_s": 61.0, "peak_rss_mib": 330.0},
     ]
-    extraction = {"speedup_vs_metadata": 7.0, "speedup_vs_text": 4.1,
-                  "trafilatura_metadata": {"mean_ms": 21.0}, "ours": {"mean_ms": 3.0}}
-    throughput, rss, speed = targets(crawls, extraction)
+    throughput, rss, speed = targets(crawls, EXTRACTION)
     assert throughput["measured"] == "62.0 / 85.0 = 0.73 (medians of 2 pairs)" and throughput["ok"] is False
     assert rss["measured"] == "330.0 / 305.0 MiB = 1.08" and rss["ok"] is True
     assert speed["ok"] is True
+
+
+def test_the_throughput_target_names_the_reactor_cpu_medians_beside_the_ratio():
+    from bench.run import targets
+
+    crawls = [
+        {"kind": "bare", "articles": 10, "pages_per_s": 90.0, "reactor_cpu_ms": 6.0},
+        {"kind": "full", "articles": 10, "pages_per_s": 60.0, "reactor_cpu_ms": 8.5},
+        {"kind": "bare", "articles": 10, "pages_per_s": 80.0, "reactor_cpu_ms": 6.2},
+        {"kind": "full", "articles": 10, "pages_per_s": 64.0, "reactor_cpu_ms": 8.1},
+    ]
+    throughput = targets(crawls, EXTRACTION)[0]
+    assert throughput["measured"] == ("62.0 / 85.0 = 0.73 (medians of 2 pairs); "
+                                      "reactor CPU a page 8.3 / 6.1 ms (bare ÷ full = 0.73)")
+    # One crawl without a clock (a profiled one, an older JSON): no note, same verdict.
+    crawls[0]["reactor_cpu_ms"] = None
+    assert targets(crawls, EXTRACTION)[0]["measured"] == "62.0 / 85.0 = 0.73 (medians of 2 pairs)"
+
+
+def test_thread_clock_reads_a_busy_childs_cpu_time_and_keeps_it_after_exit():
+    import subprocess
+    import sys
+
+    from bench.run import ThreadClock
+
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt=time.process_time()\n"
+                              "while time.process_time() - t < 0.6: pass"])
+    clock = ThreadClock(child.pid, every=0.05).start()
+    child.wait()
+    clock.stop()
+    cpu_ms, wait_ms = clock.per(1)
+    # The last reading is at most 0.05 s before the exit; interpreter start-up adds a little.
+    assert 450 <= cpu_ms <= 2000 and wait_ms >= 0
+    assert ThreadClock(child.pid).per(1) == (None, None)  # never read
 
 
 def test_profile_summary_names_the_innermost_known_component(tmp_path):
