@@ -25,6 +25,12 @@ _INVISIBLE_RE = re.compile(f"[{INVISIBLE_CHARS}]")
 # are matched (two or more white-space characters, or one that is not a space): the
 # same result as replacing every ``\s+`` run, without a replacement at every word.
 _WS_RE = re.compile(r"\s{2,}|[^\S ]")
+#: Every white-space character but the space (what ``\s`` and ``str.isspace`` match in
+#: Unicode 15; tests/test_properties.py checks it against every code point). A class
+#: of literal characters scans text about six times faster than ``[^\S ]``.
+OTHER_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+                    "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_OTHER_WS_RE = re.compile(f"[{re.escape(OTHER_WHITESPACE)}]")
 
 
 def normalize_text(s: str | None, *, decode_entities: bool = True) -> str:
@@ -51,7 +57,11 @@ def normalize_text(s: str | None, *, decode_entities: bool = True) -> str:
     if _INVISIBLE_RE.search(s):
         s = _INVISIBLE_RE.sub("", s)
     s = unicodedata.normalize("NFC", s)
-    return _WS_RE.sub(" ", s).strip()
+    # Most text has single spaces only: then the substitution would change nothing,
+    # and two quick scans tell so (a quarter of the regex's time on a paragraph).
+    if "  " in s or _OTHER_WS_RE.search(s):
+        s = _WS_RE.sub(" ", s)
+    return s.strip()
 
 
 def is_nfc(s: str) -> bool:

@@ -55,6 +55,18 @@ def test_normalize_text_invariants(raw: str) -> None:
 
 
 
+def test_other_whitespace_is_every_white_space_character_but_the_space() -> None:
+    # normalize_text's fast path looks for these before it substitutes \s runs.
+    import re
+
+    from crawler.text import OTHER_WHITESPACE
+
+    space = re.compile(r"\s")
+    every = [chr(c) for c in range(0x110000) if space.fullmatch(chr(c))]
+    assert every == [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    assert sorted(OTHER_WHITESPACE) == [c for c in every if c != " "]
+
+
 @FAST
 @given(TEXT)
 def test_normalize_text_equals_the_plain_rule(raw: str) -> None:
