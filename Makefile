@@ -60,7 +60,7 @@ eval: install
 	$(BIN)/newsarchive eval --check --repeat 5
 
 # Synthetic portal of 10,000 and 50,000 articles, bare Scrapy vs the full pipeline,
-# extraction vs trafilatura; writes BENCH.md (16 to 50 minutes on 2 cores, by machine). Not part of `make test`.
+# extraction vs trafilatura; writes BENCH.md (14 to 50 minutes on 2 cores, by machine). Not part of `make test`.
 BENCH_ARGS ?= --sizes 10000,50000 --bare-sizes 10000 --profile 3000
 bench: install
 	$(BIN)/pip install --quiet -e '.[test,bench]'
