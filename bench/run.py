@@ -239,6 +239,7 @@ def run_crawl(kind: str, portal: SyntheticPortal, server, workdir: Path, concurr
         tail = (base / "stderr.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{kind} crawl of {portal.n} articles exited {proc.returncode}:\n{tail}")
     report = json.loads(report_path.read_text())
+    reactor = clock.per(report["pages_fetched"]) if clock else (None, None)
     elapsed = (_parse_time(report["finished_at"]) - _parse_time(report["started_at"])).total_seconds()
     warc_bytes = sum(p.stat().st_size for p in (store / "warc").rglob("*.warc.gz")) if (store / "warc").exists() else 0
     published = 0
@@ -260,8 +261,8 @@ def run_crawl(kind: str, portal: SyntheticPortal, server, workdir: Path, concurr
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
         # The reactor thread's CPU time and run-queue wait a page, over the
         # process's whole life (start-up and closing included).
-        "reactor_cpu_ms": clock.per(report["pages_fetched"])[0] if clock else None,
-        "reactor_wait_ms": clock.per(report["pages_fetched"])[1] if clock else None,
+        "reactor_cpu_ms": reactor[0],
+        "reactor_wait_ms": reactor[1],
         "warc_bytes": warc_bytes,
         "warc_mib_per_s": round(warc_bytes / elapsed / 2**20, 2) if elapsed else 0.0,
         "records_published": published,

@@ -17,6 +17,9 @@ import pytest
 # The drill table (make drills): its hooks and the drill_trial fixture.
 from tests.drills.report import drill_trial, pytest_runtest_makereport, pytest_sessionstart, pytest_terminal_summary  # noqa: F401
 
+# A skip fails under CI (tests/prerequisites.py).
+pytest_plugins = ["tests.prerequisites"]
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PORTAL = FIXTURES / "portal"
