@@ -125,6 +125,9 @@ def build_settings(args, run_id: str):
             priority="cmdline",
         )
     check_settings(settings)
+    from crawler.item_process import route_item_stages
+
+    route_item_stages(settings, distributed=bool(getattr(args, "redis", None)))
     return settings
 
 

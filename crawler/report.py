@@ -143,6 +143,8 @@ def summarize(stats: dict, run_id: str, store_url: str, mode: str = "incremental
             # hosts whose robots.txt answered 5xx or failed: not crawled (RFC 9309 2.3.1.4)
             "robots_unreachable": stats.get("newsarchive/robots/unreachable", 0),
             "publish_errors": stats.get("newsarchive/publish/errors", 0),
+            # the item process (crawler/item_process.py) ended before its report
+            "item_process_failed": stats.get("newsarchive/item_process/failed", 0),
             "publish_spooled": stats.get("newsarchive/publish/spooled", 0),
             "warc_upload_errors": stats.get("warc/upload_errors", 0),
         },
@@ -162,6 +164,8 @@ def checks(report: dict, previous: dict | None, max_error_rate: float) -> tuple[
     reasons = []
     if report["finish_reason"] != "finished":
         reasons.append(f"the crawl did not finish ({report['finish_reason']})")
+    if e.get("item_process_failed"):
+        reasons.append("the item process ended before its report: items left unpublished (fetched again next run)")
     if e["spider_exceptions"]:
         reasons.append(f"{e['spider_exceptions']} spider exception(s)")
     if report["pages_fetched"] == 0:

@@ -122,3 +122,10 @@ WARC_PAGE_REQUISITES = True            # same-site images/CSS/JS of article page
 WARC_REVISITS = True                   # revisit records for payloads already archived
 
 LOG_LEVEL = "INFO"
+
+# The item stages above run in a process of their own (crawler/item_process.py) when
+# the machine has more than one CPU ("auto"), unless set False; ``newsarchive crawl``
+# moves them there (NEWSARCHIVE_ITEM_STAGES) at start. Items the crawl may hand over
+# before it waits for the stages to catch up:
+NEWSARCHIVE_ITEM_PROCESS = "auto"
+NEWSARCHIVE_ITEM_PROCESS_BACKLOG = 200
