@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import statistics
@@ -168,7 +169,10 @@ class ThreadClock:
     """The on-CPU time and run-queue wait of one thread of a child process, read from
     ``/proc/<pid>/task/<tid>/schedstat`` (Linux: ``Documentation/scheduler/sched-stats.rst``,
     fields 1 and 2, in ns) every ``every`` seconds until the process is reaped; the
-    last reading before its exit is kept (at most ``every`` s short).
+    last reading before its exit is kept (at most ``every`` s short). With the same
+    readings, the process's own peak RSS (``VmHWM`` of ``/proc/<pid>/status``, KiB:
+    ``hwm_kib``), which ``wait4``'s ``ru_maxrss`` cannot give: that is the largest of the
+    process and its reaped children (the item process among them).
 
     Why: a crawl's reactor thread is the one the crawl waits on; its CPU time a page
     says how much work the crawl put on it, and the run-queue wait how long it was
@@ -177,6 +181,8 @@ class ThreadClock:
 
     def __init__(self, pid: int, tid: int | None = None, every: float = 0.2):
         self.path = Path(f"/proc/{pid}/task/{tid or pid}/schedstat")
+        self.status = Path(f"/proc/{pid}/status")
+        self.hwm_kib: int | None = None
         self.every = every
         self.cpu_ns: int | None = None
         self.wait_ns: int | None = None
@@ -193,6 +199,12 @@ class ThreadClock:
         except (OSError, ValueError):
             return
         self.cpu_ns, self.wait_ns = int(on_cpu), int(waited)
+        try:
+            hwm = re.search(r"^VmHWM:\s+(\d+) kB", self.status.read_text(), re.M)
+        except OSError:
+            return
+        if hwm:
+            self.hwm_kib = int(hwm.group(1))
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -239,6 +251,11 @@ def run_crawl(kind: str, portal: SyntheticPortal, server, workdir: Path, concurr
         tail = (base / "stderr.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{kind} crawl of {portal.n} articles exited {proc.returncode}:\n{tail}")
     report = json.loads(report_path.read_text())
+    # The item stages' process reports its own peak (crawler/item_process.py).
+    item_peak = re.search(r"'newsarchive/item_process/peak_rss_kib': (\d+)",
+                          (base / "stderr.log").read_text(errors="replace"))
+    crawl_kib = clock.hwm_kib if clock is not None and clock.hwm_kib else usage.ru_maxrss
+    item_kib = int(item_peak.group(1)) if item_peak else 0
     reactor = clock.per(report["pages_fetched"]) if clock else (None, None)
     elapsed = (_parse_time(report["finished_at"]) - _parse_time(report["started_at"])).total_seconds()
     warc_bytes = sum(p.stat().st_size for p in (store / "warc").rglob("*.warc.gz")) if (store / "warc").exists() else 0
@@ -257,7 +274,10 @@ def run_crawl(kind: str, portal: SyntheticPortal, server, workdir: Path, concurr
         "elapsed_s": round(elapsed, 1),
         "wall_s": round(wall, 1),
         "pages_per_s": round(report["pages_fetched"] / elapsed, 1) if elapsed else 0.0,
-        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        # The crawl process and its item process together: both hold the crawl's data.
+        "peak_rss_mib": round((crawl_kib + item_kib) / 1024, 1),
+        "crawl_rss_mib": round(crawl_kib / 1024, 1),
+        "item_process_rss_mib": round(item_kib / 1024, 1) if item_kib else None,
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
         # The reactor thread's CPU time and run-queue wait a page, over the
         # process's whole life (start-up and closing included).
@@ -341,6 +361,12 @@ def _reactor_note(bare: float | None, full: float | None) -> str:
     return f"; reactor CPU a page {full} / {bare} ms (bare ÷ full = {bare / full:.2f})"
 
 
+def _rss_cell(r: dict) -> str:
+    if not r.get("item_process_rss_mib"):
+        return f"{r['peak_rss_mib']}"
+    return f"{r['peak_rss_mib']} ({r['crawl_rss_mib']} + {r['item_process_rss_mib']})"
+
+
 def _mark(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
@@ -375,7 +401,8 @@ def write_report(path: Path, data: dict) -> None:
     lines += [
         "",
         "Throughput is pages fetched ÷ crawl time (Scrapy's start to finish, interpreter start-up excluded); "
-        "peak RSS is `ru_maxrss` of the crawl process; WARC MiB/s is the size of the WARC files written ÷ crawl time; "
+        "peak RSS is the crawl process's peak (`VmHWM`) plus its item process's (the item stages' own "
+        "process, which reports its `ru_maxrss`), each in brackets; WARC MiB/s is the size of the WARC files written ÷ crawl time; "
         "CPU s is user + system time of the crawl process (its CPU worker process included when the crawl "
         "reaped it); reactor CPU is the on-CPU time of the crawl process's main thread (the reactor's) a page "
         "fetched, over the process's whole life, with its run-queue wait (ready to run, no core free) in "
@@ -391,7 +418,7 @@ def write_report(path: Path, data: dict) -> None:
     for r in data["crawls"]:
         lines.append(
             f"| {r['kind']} | {r['articles']:,} | {r.get('trial', 1)} | {r['pages']:,} ({r['expected_pages']:,}) | {r['elapsed_s']} | "
-            f"{r['pages_per_s']} | {_reactor_cell(r)} | {r['peak_rss_mib']} | {r['cpu_s']} | {r['warc_bytes'] / 2**20:.1f} | "
+            f"{r['pages_per_s']} | {_reactor_cell(r)} | {_rss_cell(r)} | {r['cpu_s']} | {r['warc_bytes'] / 2**20:.1f} | "
             f"{r['warc_mib_per_s']} | {r['records_published']:,} | {r['dataset_objects']:,} |"
         )
     e = data["extraction"]

@@ -65,6 +65,10 @@ def test_tiny_bench_run_writes_the_report(tmp_path):
         # The reactor thread ran (parsing 60+ pages takes CPU) and its clock was read.
         assert crawl["reactor_cpu_ms"] > 0 and crawl["reactor_wait_ms"] >= 0
     assert bare["records_published"] == 0 and bare["warc_bytes"] == 0
+    # The full crawl's item stages ran in their own process, whose peak is counted too.
+    assert bare["item_process_rss_mib"] is None and bare["peak_rss_mib"] == bare["crawl_rss_mib"]
+    assert full["item_process_rss_mib"] > 50
+    assert abs(full["peak_rss_mib"] - full["crawl_rss_mib"] - full["item_process_rss_mib"]) <= 0.1
     assert full["records_published"] == 60
     assert full["warc_bytes"] > 60 * 5_000
     assert result["extraction"]["ours"]["failed"] == 0
