@@ -68,7 +68,10 @@ class _Child(ProcessProtocol):
                 self.pipeline.close_requested(message[1])
             elif kind == "done":
                 if not self.ready.called:
-                    self.ready.errback(ItemProcessError("the item process could not open the item stages"))
+                    if self.pipeline.close_reason is None:
+                        self.ready.errback(ItemProcessError("the item process could not open the item stages"))
+                    else:  # a stage stopped the run as it opened (run_already_published)
+                        self.ready.callback(None)
                 self.done.callback(message[1:])
 
     def processEnded(self, reason: Any) -> None:
@@ -110,6 +113,8 @@ class ItemProcessPipeline:
         self.nice = nice
         self.child: _Child | None = None
         self.failed = False
+        #: Why the item process closed its run early (a stage asked), if it did.
+        self.close_reason: str | None = None
         self.in_flight = 0
         self._waiters: list[Deferred] = []
         s = crawler.settings
@@ -141,7 +146,7 @@ class ItemProcessPipeline:
         await maybe_deferred_to_future(child.ready)
 
     def process_item(self, item):
-        if self.failed:
+        if self.failed or self.child.done.called:
             self.stats.inc_value("newsarchive/item_process/items_not_processed")
             return item
         self.child.transport.write(frame(("item", item)))
@@ -168,10 +173,19 @@ class ItemProcessPipeline:
 
     def close_requested(self, reason: str) -> None:
         """A stage closed the item process's run (e.g. ``run_already_published``):
-        close the crawl with the same reason."""
-        engine = self.crawler.engine
-        if engine is not None and engine.spider is not None:
-            deferred_from_coro(engine.close_spider_async(reason=reason))
+        close the crawl with the same reason (on the next reactor turn: the crawl may
+        still be opening)."""
+        from twisted.internet import reactor
+
+        if self.close_reason is None:
+            self.close_reason = reason
+
+        def close() -> None:
+            engine = self.crawler.engine
+            if engine is not None and engine.spider is not None:
+                deferred_from_coro(engine.close_spider_async(reason=reason))
+
+        reactor.callLater(0, close)
 
     def child_failed(self, error: ItemProcessError) -> None:
         self.failed = True
