@@ -9,7 +9,8 @@ outlinks of a page for its WARC ``metadata`` record when the WARC writer runs on
 thread (crawler/middlewares/warc_capture.py), a dataset batch's files
 (pipelines/publish.py) — run in a worker process (:mod:`crawler.cpu_worker`), and
 the crawl process only pickles arguments and results (bench/ANALYSIS.md has the
-measurements). The WARC writer has a process of its own (:mod:`crawler.warc.sink`).
+measurements). The WARC writer has a process of its own (:mod:`crawler.warc.sink`),
+and so do the item stages (:mod:`crawler.item_process`, with a pool of its own).
 
 The workers are child processes of the reactor (``reactor.spawnProcess``) that
 speak length-prefixed pickles over their stdin/stdout: no helper threads and no

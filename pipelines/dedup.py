@@ -34,6 +34,9 @@ The state is opened when the pipeline is built and exposed at once as
 ``crawler.newsarchive_state`` for the spider (incremental decisions), the page
 recorder and the publish stage (``mark_published``); what a killed run left
 unpublished is dropped (:meth:`crawler.state.State.recover`) when the spider opens.
+When the stages run in the item process (:mod:`crawler.item_process`), that is the
+item process's crawler; the crawl process opens a connection of its own for its
+spider and page recorder (:mod:`pipelines.offload`).
 """
 
 from __future__ import annotations
