@@ -11,7 +11,7 @@ its results are the same. It is the warcprox shape again, as for the WARC writer
 The crawl's side is :class:`pipelines.offload.ItemProcessPipeline`.
 
 Protocol: the crawl process writes frames (:mod:`crawler.frames`) to the child's
-stdin: first the crawl's settings (a dict), then ``("item", item)`` for each item,
+stdin: first the crawl's settings set above Scrapy's defaults (a dict), then ``("item", item)`` for each item,
 then EOF. The child writes to its stdout ``("ready",)`` once its stages are open (the
 state recovered: the crawl's spider may start), ``("ack", n)`` as items finish their
 stages (the crawl's flow control), ``("close", reason)`` when a stage stops the run
@@ -148,6 +148,7 @@ def child_settings(crawl: dict) -> dict:
         "EXTENSIONS": {},
         "EXTENSIONS_BASE": {"scrapy.extensions.corestats.CoreStats": 0},
         "DOWNLOADER_MIDDLEWARES": {},
+        "DOWNLOADER_MIDDLEWARES_BASE": {},
         "SPIDER_MIDDLEWARES": {},
         "SPIDER_MIDDLEWARES_BASE": {},
         "STATS_DUMP": False,

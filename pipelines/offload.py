@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from scrapy.exceptions import NotConfigured
+from scrapy.settings import SETTINGS_PRIORITIES
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
@@ -46,6 +47,16 @@ def merge_stats(stats, child: dict) -> None:
             stats.set_value(key, mine + value)
         elif isinstance(value, list) and isinstance(mine, list):
             stats.set_value(key, mine + [v for v in value if v not in mine])
+
+
+def non_default_settings(settings) -> dict:
+    """The settings of ``settings`` (Scrapy Settings) set above Scrapy's defaults
+    (project, spider, command line), as a plain dict for the item process. Scrapy's
+    own defaults stay out: the item process has them already, and setting a deprecated
+    one again (RANDOMIZE_DOWNLOAD_DELAY, DNS_RESOLVER) would log a deprecation
+    warning there."""
+    default = SETTINGS_PRIORITIES["default"]
+    return {k: v for k, v in settings.copy_to_dict().items() if (settings.getpriority(k) or 0) > default}
 
 
 class _Child(ProcessProtocol):
@@ -142,7 +153,7 @@ class ItemProcessPipeline:
             childFDs={0: "w", 1: "r", 2: 2},
         )
         lower_priority(transport.pid, self.nice)
-        transport.write(frame(self.crawler.settings.copy_to_dict()))
+        transport.write(frame(non_default_settings(self.crawler.settings)))
         await maybe_deferred_to_future(child.ready)
 
     def process_item(self, item):

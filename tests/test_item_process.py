@@ -152,6 +152,10 @@ def test_the_run_report_counts_what_the_item_process_did(two_crawls):
     log = (state.parent / "crawl.log").read_text()
     assert "[item process]" in log and "'newsarchive/item_process/peak_rss_kib'" in log
     assert "[item process]" not in (state_in.parent / "crawl.log").read_text()
+    # The item process takes the crawl's own settings, not Scrapy's defaults again (a
+    # deprecated default set twice warns), and has no downloader middlewares to warn.
+    item_warnings = [line for line in log.splitlines() if "[item process]" in line and "WARNING" in line]
+    assert item_warnings == []
 
 
 @pytest.mark.drill("process: item process killed, resume")
