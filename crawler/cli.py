@@ -11,6 +11,7 @@ state directory's lock (EX_TEMPFAIL, sysexits.h). The rules are in crawler/repor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import importlib
 import os
@@ -113,8 +114,13 @@ def build_settings(args, run_id: str):
 
         redis_settings(settings, args.redis, run_id)
     overrides = _parse_settings(args.set)
+    defaults = {name: settings.get(name) for name in overrides}
     for name, value in overrides.items():
-        settings.set(name, value, priority="cmdline")
+        try:
+            settings.set(name, value, priority="cmdline")
+        except (TypeError, ValueError) as exc:  # a dict setting parses its JSON here
+            raise ValueError(f"-s {name}={value!r}: {name} takes a dict (JSON) ({exc})") from exc
+    check_override_types(settings, defaults)
     if "USER_AGENT" not in overrides:
         # The User-Agent names the project and the operator's contact URL.
         settings.set(
@@ -131,6 +137,28 @@ def build_settings(args, run_id: str):
     return settings
 
 
+def check_override_types(settings, defaults: dict) -> None:
+    """Raise ValueError for a ``-s NAME=VALUE`` whose value Scrapy cannot read as the
+    kind of its default (``defaults``: name -> value before the override): a number,
+    a boolean, or a dict (JSON). Scrapy would fail on it only once the crawl has
+    started (an unhandled error, exit 1) instead of as a configuration error (exit 2)."""
+    from scrapy.settings import BaseSettings
+
+    for name, default in defaults.items():
+        if isinstance(default, bool):
+            kind, read = "boolean", settings.getbool
+        elif isinstance(default, (int, float)):
+            kind, read = "number", settings.getfloat  # an int default (DOWNLOAD_DELAY = 0) takes 0.5 too
+        elif isinstance(default, (dict, BaseSettings)):
+            kind, read = "dict (JSON)", settings.getdict
+        else:
+            continue
+        try:
+            read(name)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"-s {name}={settings.get(name)!r}: {name} takes a {kind} ({exc})") from exc
+
+
 def check_settings(settings) -> None:
     """Raise ValueError for values the crawl cannot run with (exit code 2)."""
     from crawler.neardup import NearDuplicateIndex
@@ -141,15 +169,20 @@ def check_settings(settings) -> None:
         recheck = settings.getfloat("NEWSARCHIVE_RECHECK_DAYS")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"bad setting: {exc}") from exc
-    NearDuplicateIndex(threshold, shingle)  # raises ValueError out of range
+    try:
+        NearDuplicateIndex(threshold, shingle)  # raises ValueError out of range
+    except ValueError as exc:
+        raise ValueError(f"NEWSARCHIVE_NEARDUP_THRESHOLD or NEWSARCHIVE_SHINGLE_SIZE: {exc}") from exc
     if recheck < 0:
         raise ValueError(f"--recheck-days must be >= 0, got {recheck}")
     if settings.get("NEWSARCHIVE_MODE") not in ("incremental", "full"):
         raise ValueError(f"NEWSARCHIVE_MODE must be incremental or full, got {settings.get('NEWSARCHIVE_MODE')!r}")
 
 
-def run_crawl(args) -> int:
-    """Run one crawl in this process; return the exit code."""
+def run_crawl(args, portal=None) -> int:
+    """Run one crawl in this process; return the exit code. ``portal``, when given, is
+    a context manager factory entered around the crawl only, after the lock is taken
+    and the options checked (``demo``: the replica)."""
     # The lock comes first, before the heavy imports: a second run started meanwhile
     # must exit at once (cron overlap), naming the holder.
     lock = StateLock(Path(args.state_dir))
@@ -158,12 +191,12 @@ def run_crawl(args) -> int:
         print(f"newsarchive: another run (pid {holder}) holds {lock.path}; exiting", file=sys.stderr)
         return EXIT_LOCKED
     try:
-        return _crawl_locked(args)
+        return _crawl_locked(args, portal or contextlib.nullcontext)
     finally:
         lock.release()
 
 
-def _crawl_locked(args) -> int:
+def _crawl_locked(args, portal) -> int:
     from scrapy.crawler import CrawlerProcess
 
     from crawler import report as rep
@@ -192,9 +225,15 @@ def _crawl_locked(args) -> int:
         kwargs["start_urls"] = args.start_url
     if args.allow_domain:
         kwargs["allowed_domains"] = args.allow_domain
-    crawler = process.create_crawler("portal")
-    process.crawl(crawler, **kwargs)
-    process.start()
+    with contextlib.ExitStack() as around:
+        try:
+            around.enter_context(portal())
+        except RuntimeError as exc:
+            print(f"newsarchive {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        crawler = process.create_crawler("portal")
+        process.crawl(crawler, **kwargs)
+        process.start()
     stats = crawler.stats.get_stats()
     report = rep.summarize(stats, run_id, store.url, args.mode)
     code, reasons = rep.checks(report, previous, args.max_error_rate)
@@ -236,12 +275,19 @@ def _crawl_locked(args) -> int:
 
 
 def run_demo(args) -> int:
-    """Start the bundled replica as an HTTP(S) forward proxy for the portal's hosts,
-    crawl it with production URLs and settings into ``--store``, stop it."""
+    """Crawl the bundled replica with production URLs and settings into ``--store``:
+    :func:`replica_proxy` around :func:`run_crawl`."""
     if not (PROJECT_ROOT / "tests" / "replica").is_dir():
         print("newsarchive demo needs a source checkout (tests/replica is missing)", file=sys.stderr)
         return EXIT_CONFIG
-    port_file = Path(args.state_dir).resolve() / "replica.port"
+    return run_crawl(args, portal=lambda: replica_proxy(Path(args.state_dir).resolve() / "replica.port"))
+
+
+@contextlib.contextmanager
+def replica_proxy(port_file: Path):
+    """Run the bundled replica as an HTTP(S) forward proxy for the portal's hosts and
+    point ``http_proxy``/``https_proxy`` at it for the block. Raises RuntimeError when
+    it does not start within 10 s."""
     port_file.parent.mkdir(parents=True, exist_ok=True)
     port_file.unlink(missing_ok=True)
     replica = subprocess.Popen(
@@ -254,16 +300,17 @@ def run_demo(args) -> int:
             if port_file.exists() and port_file.read_text().strip():
                 break
             if replica.poll() is not None:
-                print("newsarchive demo: the replica server did not start", file=sys.stderr)
-                return EXIT_CONFIG
+                break
             time.sleep(0.1)
+        if replica.poll() is not None or not (port_file.exists() and port_file.read_text().strip()):
+            raise RuntimeError("demo: the replica server did not start")
         proxy = f"http://127.0.0.1:{port_file.read_text().strip()}"
         os.environ["http_proxy"] = os.environ["https_proxy"] = proxy
         # Only the portal goes through the replica; a local S3 endpoint must not.
         os.environ.pop("NO_PROXY", None)
         os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
         print(f"newsarchive demo: portal replica on {proxy} (used as http_proxy/https_proxy)", file=sys.stderr)
-        return run_crawl(args)
+        yield proxy
     finally:
         replica.terminate()
         replica.wait(timeout=10)
@@ -279,6 +326,22 @@ def _positive(cast):
     return parse
 
 
+def _non_negative(text: str) -> float:
+    """argparse type: a float >= 0."""
+    value = float(text)
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a float from 0 to 1 (a rate: 0.05 is 5 %)."""
+    value = float(text)
+    if not 0 <= value <= 1:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a fraction from 0 to 1 (0.05 is 5 %), got {text}")
+    return value
+
+
 def add_crawl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--site", default=None,
                    help="site profile name (default: the profile of the first --start-url's host, "
@@ -289,10 +352,11 @@ def add_crawl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", default="state", help="state, lock, WARC staging (default: ./state)")
     p.add_argument("--mode", choices=("incremental", "full"), default="incremental",
                    help="incremental: only new, young or changed articles (default); full: everything")
-    p.add_argument("--recheck-days", type=float, default=7.0, metavar="DAYS",
+    p.add_argument("--recheck-days", type=_non_negative, default=7.0, metavar="DAYS",
                    help="re-check known articles published less than DAYS ago (default: %(default)s)")
-    p.add_argument("--max-error-rate", type=float, default=0.05, metavar="RATE",
-                   help="exit 1 when failed requests / requests exceeds RATE (default: %(default)s)")
+    p.add_argument("--max-error-rate", type=_fraction, default=0.05, metavar="RATE",
+                   help="exit 1 when failed requests / requests exceeds RATE, a fraction from 0 to 1 "
+                        "(default: %(default)s, i.e. 5 %%)")
     p.add_argument("--metrics-file", metavar="PATH",
                    help="write Prometheus text-format metrics here (node_exporter textfile collector)")
     p.add_argument("--logfile", metavar="PATH", help="append the crawl log to PATH instead of stderr")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def checks(report: dict, previous: dict | None, max_error_rate: float) -> tuple[
         return EXIT_STORE, ["the store did not take every dataset batch or WARC file (kept locally)"]
     reasons = []
     if report["finish_reason"] != "finished":
-        reasons.append(f"the crawl did not finish ({report['finish_reason']})")
+        reasons.append(f"the crawl did not finish ({report['finish_reason'] or 'it did not start: see the log'})")
     if e.get("item_process_failed"):
         reasons.append("the item process ended before its report: items left unpublished (fetched again next run)")
     if e["spider_exceptions"]:
@@ -228,12 +229,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _to_second(timestamp: str) -> str:
+    """``2026-12-01 02:32:01.297135+00:00`` -> ``2026-12-01 02:32:01+00:00``."""
+    return re.sub(r"(\d\d:\d\d:\d\d)\.\d+", r"\1", timestamp)
+
+
 def print_summary(report: dict, out=sys.stderr) -> None:
     """The one-screen human summary."""
     a, e, inc = report["articles"], report["errors"], report["incremental"]
     lines = [
-        f"newsarchive run {report['run_id']} ({report['mode']}): {report['finish_reason']}, exit {report.get('exit_code')}",
-        f"  time               {report['started_at']} .. {report['finished_at']}",
+        f"newsarchive run {report['run_id']} ({report['mode']}): {report['finish_reason'] or 'did not start'}, "
+        f"exit {report.get('exit_code')}",
+        f"  time               {_to_second(report['started_at'])} .. {_to_second(report['finished_at'])}",
         f"  pages fetched      {report['pages_fetched']}  by status {report['pages_by_status']}",
         (f"  incremental        {inc['article_urls_discovered']} article URLs met, {inc['skipped_known']} known skipped, "
          f"{inc['rechecked']} re-checked ({inc['not_modified']} not modified)"

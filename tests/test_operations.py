@@ -58,9 +58,11 @@ def test_two_runs_started_together_one_works_the_other_exits_75_at_once(replica,
     assert winner.wait(timeout=300) == EXIT_OK, winner.stderr.read()[-3000:]
 
 
-def test_a_run_does_not_wait_for_a_held_lock(tmp_path):
+@pytest.mark.parametrize("command", ["crawl", "demo"])
+def test_a_run_does_not_wait_for_a_held_lock(tmp_path, command):
     """The lock is tried without blocking: with the lock held for good by another
-    process, the crawl still exits 75 (a blocking lock would hang until the guard)."""
+    process, the crawl still exits 75 (a blocking lock would hang until the guard);
+    ``demo`` does not start its replica first."""
     state = tmp_path / "state"
     state.mkdir()
     holder = subprocess.Popen(
@@ -69,7 +71,7 @@ def test_a_run_does_not_wait_for_a_held_lock(tmp_path):
          "time.sleep(600)", str(state / "lock")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        proc = subprocess.run([str(BIN / "newsarchive"), "crawl", "--store", str(tmp_path / "archive"),
+        proc = subprocess.run([str(BIN / "newsarchive"), command, "--store", str(tmp_path / "archive"),
                                "--state-dir", str(state)], cwd=ROOT, capture_output=True, text=True,
                               timeout=120)  # a hang guard, not a speed target
     finally:
@@ -92,14 +94,29 @@ def test_a_run_does_not_wait_for_a_held_lock(tmp_path):
         ["crawl", "-s", "NEWSARCHIVE_NEARDUP_THRESHOLD=1.5"],
         ["crawl", "-s", "NEWSARCHIVE_SHINGLE_SIZE=zero"],
         ["crawl", "--recheck-days", "-1"],
+        ["crawl", "--max-error-rate", "-1"],
+        ["crawl", "--max-error-rate", "7"],
+        # Values Scrapy would reject only once the crawl runs (an unhandled error, exit 1).
+        ["crawl", "-s", "DOWNLOAD_DELAY=abc"],
+        ["crawl", "-s", "ROBOTSTXT_OBEY=maybe"],
+        ["crawl", "-s", "ITEM_PIPELINES=notjson"],
+        ["demo", "-s", "CONCURRENT_REQUESTS=many"],
+        ["demo", "--recheck-days", "-3"],
         ["crawl", "--store", "ftp://host/path"],
         ["crawl", "-s", "NEWSARCHIVE_STATE_URL=redis://127.0.0.1:1/0"],
     ],
 )
 def test_bad_configuration_exits_2(replica, tmp_path, args):
-    proc = run_newsarchive([*args, "--state-dir", str(tmp_path / "state")], replica.proxy_url)
+    # --store first: a case's own --store comes later and wins.
+    proc = run_newsarchive([args[0], "--store", str(tmp_path / "archive"), *args[1:], "--state-dir",
+                            str(tmp_path / "state")], replica.proxy_url)
     assert proc.returncode == EXIT_CONFIG, proc.stderr[-2000:]
     assert not (tmp_path / "state" / "runs").exists()  # nothing was crawled
+    assert not (tmp_path / "archive" / "runs").exists()  # no report of a run that never started
+    assert "Traceback" not in proc.stderr and "portal replica on" not in proc.stderr  # demo: checked first
+    if "-s" in args:
+        name, _, value = args[args.index("-s") + 1].partition("=")
+        assert name in proc.stderr or value in proc.stderr  # the message says which setting
 
 
 def test_a_state_from_a_newer_release_exits_2(replica, tmp_path):
@@ -276,6 +293,7 @@ def report(**over) -> dict:
         ({"error_rate": 0.05}, EXIT_OK, None),
         ({"spider_exceptions": 2}, EXIT_FAILED, "2 spider exception(s)"),
         ({"finish_reason": "shutdown"}, EXIT_FAILED, "the crawl did not finish (shutdown)"),
+        ({"finish_reason": None}, EXIT_FAILED, "the crawl did not finish (it did not start: see the log)"),
         ({"pages_fetched": 0, "found": 0}, EXIT_FAILED, "nothing was fetched"),
         ({"found": 0}, EXIT_FAILED, "no article found, the last run (P) found 30"),
         ({"publish_spooled": 3}, EXIT_STORE, "the store did not take every dataset batch or WARC file (kept locally)"),
@@ -352,3 +370,19 @@ def test_a_full_mode_crawl_reports_its_fetches_not_as_rechecks():
     out = io.StringIO()
     print_summary({**incremental, "exit_code": 0}, out)
     assert "32 article URLs met, 0 known skipped, 3 re-checked (0 not modified)" in out.getvalue()
+
+
+def test_the_summary_says_when_a_crawl_did_not_start_and_gives_times_to_the_second():
+    import io
+    from datetime import datetime, timezone
+
+    from crawler.report import print_summary, summarize
+
+    started = datetime(2026, 12, 1, 2, 32, 1, 297135, tzinfo=timezone.utc)
+    report = summarize({"start_time": started}, "R", "x", "incremental")
+    assert report["finish_reason"] is None and report["started_at"] == "2026-12-01 02:32:01.297135+00:00"
+    out = io.StringIO()
+    print_summary({**report, "exit_code": 1}, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "newsarchive run R (incremental): did not start, exit 1"
+    assert lines[1] == "  time               2026-12-01 02:32:01+00:00 .. None"
