@@ -275,6 +275,7 @@ class Coordinator:
     def spider_closed(self, spider, reason):
         if self._loop.running:
             self._loop.stop()
+        self.share_article_sets(spider)
         self.server.srem(f"{self.prefix}:workers", self.worker)
         self.server.delete(self.alive_key(self.worker))
         # Anything still parked (a close for another reason than "finished") goes back.
@@ -283,6 +284,15 @@ class Coordinator:
             # The last process out: the run's keys are kept a day (for a look), then go.
             for key in self.server.scan_iter(match=f"{self.prefix}:*"):
                 self.server.expire(key, 86400)
+
+    def share_article_sets(self, spider) -> None:
+        """Add the spider's article sets (``articles_met``, ``articles_fetched``,
+        ``articles_skipped``: 16-byte URL fingerprints) to the run's Redis sets of the
+        same names, for :func:`merge_run_stats` to count each article once."""
+        for name in ARTICLE_SETS:
+            members = list(getattr(spider, name, ()))
+            for at in range(0, len(members), 10_000):
+                self.server.sadd(f"{self.prefix}:{name}", *members[at:at + 10_000])
 
     def tick(self) -> None:
         """Every second: heartbeat, re-queue dead peers, wake the engine when the
@@ -502,11 +512,17 @@ class RunManifestMerger:
             time.sleep(0.5)
 
 
+#: The spider's sets of canonical article URLs that a distributed run unites in Redis.
+ARTICLE_SETS = ("articles_met", "articles_fetched", "articles_skipped")
+
+
 def merge_run_stats(redis_url: str, run_id: str, stats: dict) -> dict:
     """Add this process's stats to the run's list in Redis and return
     the merge over every process that has finished so far (numbers summed, lists joined,
-    start the earliest, finish the latest): the run report of a distributed run is
-    rewritten by each process as it leaves, the last one's covering all of them."""
+    start the earliest, finish the latest; the articles met and skipped counted once
+    each, from the sets :meth:`Coordinator.share_article_sets` filled): the run report
+    of a distributed run is rewritten by each process as it leaves, the last one's
+    covering all of them."""
     import json
     from datetime import datetime
 
@@ -534,4 +550,10 @@ def merge_run_stats(redis_url: str, run_id: str, stats: dict) -> dict:
                 merged[name] = old + [v for v in value if v not in old]
             else:
                 merged[name] = value if old is None else old
+    prefix = run_prefix(run_id)
+    if server.exists(f"{prefix}:articles_met"):
+        # Each process met its share of the articles, and several met the same ones.
+        merged["newsarchive/discovery/article_urls"] = server.scard(f"{prefix}:articles_met")
+        merged["newsarchive/incremental/skipped"] = len(
+            server.sdiff([f"{prefix}:articles_skipped", f"{prefix}:articles_fetched"]))
     return merged

@@ -161,6 +161,10 @@ class UrlSet:
     def __len__(self) -> int:
         return len(self._fingerprints)
 
+    def __iter__(self) -> Iterator[bytes]:
+        """The members' fingerprints (16 bytes each), in byte order."""
+        return iter(self._fingerprints)
+
 
 class CompactDupeFilter(RFPDupeFilter):
     """Scrapy's :class:`~scrapy.dupefilters.RFPDupeFilter` (``DUPEFILTER_CLASS``) with

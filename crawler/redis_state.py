@@ -272,6 +272,8 @@ class RedisState(State):
                 if value:
                     fields[name] = value
             self.r.hset(pk, mapping=fields)
+            if not sitemap_lastmod:
+                self._take_waiting_lastmod(url, run_id)
             return
         old = self.r.hgetall(pk)
         fields = {"status": status, "etag": etag or "", "last_modified": last_modified or "",
@@ -288,6 +290,16 @@ class RedisState(State):
             pipe.sadd(self.k("pending_pages", self.worker), url)
             pipe.sadd(self.k("pending_workers"), self.worker)
         pipe.execute()
+        if not sitemap_lastmod:
+            self._take_waiting_lastmod(url, run_id)
+
+    def _take_waiting_lastmod(self, url: str, run_id: str | None) -> None:
+        # After the row's write, as note_lastmod reads the row after its own write: of
+        # a fetch and a sitemap read in two processes at once, one sees the other's.
+        if run_id:
+            lastmod = self.r.hget(self.k("run_lastmod", run_id), url)
+            if lastmod:
+                self.r.hset(self.k("page", url), "sitemap_lastmod", lastmod)
 
     def link_page(self, url: str, article_key: str) -> None:
         art = self._article(article_key)
@@ -304,8 +316,17 @@ class RedisState(State):
         pipe.execute()
 
     def note_lastmod(self, url: str, lastmod: str, run_id: str) -> None:
+        """As :meth:`State.note_lastmod`; for a page not fetched yet, the lastmod also
+        waits in the run's hash (kept a day) for the process that fetches it: in a
+        distributed crawl that is often another process than the sitemap's reader, and
+        the sitemap's request for it is dropped by the shared dupefilter."""
         pk = self.k("page", url)
-        if self.r.hget(pk, "run_id") == run_id.encode():
+        waiting = self.k("run_lastmod", run_id)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(waiting, url, lastmod)
+        pipe.expire(waiting, 86400)
+        pipe.hget(pk, "run_id")
+        if pipe.execute()[2] == run_id.encode():
             self.r.hset(pk, "sitemap_lastmod", lastmod)
 
     def count(self) -> int:

@@ -191,6 +191,27 @@ def test_the_run_report_merges_every_process(crawls):
     manifest = json.loads((crawls["store"] / report["dataset_manifest"]).read_text())
     assert report["dataset_objects"] == len(manifest["objects"]) == len(
         [p for p in crawls["store"].rglob("part-*") if p.is_file()])
+    # Each article met counts once, however many processes met it (a sum gave 62).
+    assert report["incremental"]["article_urls_discovered"] == 32
+
+
+def test_the_next_incremental_run_fetches_no_settled_page_again(crawls, replica, redis_url, tmp_path):
+    """After the three-process run, an incremental run on the shared state fetches no
+    article page again, as after a single-process run: the sitemap's lastmods reached
+    the rows of the pages other processes fetched (the 404 and the redirect loop were
+    fetched again for a lastmod "moved" before)."""
+    replica.reset()
+    proc = run_newsarchive(["crawl", "--store", str(crawls["store"]), "--state-dir", str(tmp_path / "state"),
+                            "--redis", redis_url, "--run-id", "20260101T000000Z-next", *FAST], replica.proxy_url)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "state" / "runs" / "20260101T000000Z-next.json").read_text())
+    assert report["incremental"]["rechecked"] == 0 and report["articles"]["published"] == 0
+    assert report["incremental"]["article_urls_discovered"] == 32
+    assert report["incremental"]["skipped_known"] == 32
+    # Only the site's missing yearly sitemap answers 404 (every run asks for it).
+    assert report["errors"]["error_rate"] == 0, report["errors"]
+    assert report["errors"]["by_type"] == {
+        "http_404": {"count": 1, "examples": ["https://baotuyenquang.com.vn/sitemap-2018.xml"]}}
 
 
 def test_killing_one_process_loses_nothing(replica, redis_url, tmp_path):

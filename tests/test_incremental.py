@@ -249,6 +249,8 @@ def test_the_second_run_emits_exactly_the_updated_article_as_version_2(runs):
     assert report["articles"]["updated"] == 1 and report["articles"]["published"] == 1
     assert report["incremental"]["rechecked"] == 1
     assert report["incremental"]["article_urls_discovered"] == 32
+    # Counted by article like the URLs met (URL variants counted apart gave 36).
+    assert report["incremental"]["skipped_known"] == 31
 
 
 def test_the_third_run_emits_nothing_and_fetches_no_article(runs):
@@ -257,6 +259,7 @@ def test_the_third_run_emits_nothing_and_fetches_no_article(runs):
     _, requests, _ = out[2]
     assert [r["url"] for r in requests if PROFILE.is_article_url(r["url"])] == []
     assert report_of(state, "run3")["articles"]["published"] == 0
+    assert report_of(state, "run3")["incremental"]["skipped_known"] == 32
 
 
 def test_rechecking_sends_conditional_gets_the_replica_answers_304(runs):

@@ -59,3 +59,23 @@ def test_recover_worker_returns_the_urls_to_fetch_again(redis_url):  # noqa: F81
     assert got["urls"] == sorted([KEY, KEY.replace("//", "//m.")])
     known = dead.by_key(KEY)
     assert (known.version, known.content_sha256, known.published) == (1, "11" * 32, True)
+
+
+def test_a_sitemap_lastmod_read_before_another_process_fetches_the_page_reaches_its_row(redis_url):  # noqa: F811
+    """Process A reads the sitemap before process B fetches the page (the sitemap's own
+    request for it is dropped by the shared dupefilter): B's row still gets the lastmod,
+    so the next run does not fetch the page again for a lastmod it already has."""
+    Redis.from_url(redis_url).flushdb()
+    reader, fetcher = RedisState(redis_url, "a"), RedisState(redis_url, "b")
+    reader.note_lastmod(KEY, "2025-06-04", "r2")
+    reader.note_lastmod(OTHER, "2030-01-01", "another-run")
+    fetcher.record_page(KEY, 404, run_id="r2")
+    fetcher.record_page(OTHER, 404, run_id="r2")
+    assert reader.page(KEY).sitemap_lastmod == "2025-06-04"
+    assert reader.page(OTHER).sitemap_lastmod is None  # another run's sitemap
+    # A lastmod the fetcher knew itself wins; a 304 takes a waiting one too.
+    fetcher.record_page(KEY, 404, sitemap_lastmod="2025-06-05", run_id="r2")
+    assert reader.page(KEY).sitemap_lastmod == "2025-06-05"
+    fetcher.record_page(KEY, 200, pending=False, run_id="r3")
+    reader.note_lastmod(KEY, "2025-07-01", "r3")  # fetched in r3 already: the row at once
+    assert fetcher.page(KEY).sitemap_lastmod == "2025-07-01"

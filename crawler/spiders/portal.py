@@ -144,9 +144,14 @@ class PortalSpider(scrapy.Spider):
         spider.recheck_days = s.getfloat("NEWSARCHIVE_RECHECK_DAYS", 7.0)
         spider.pagination_re = getattr(spider.profile, "pagination_re", PAGINATION_RE)
         spider.policy = IncrementalPolicy(None, "full")  # replaced in start(), once the state is open
-        spider._discovered = UrlSet()  # canonical keys of article URLs met
         spider._requested = UrlSet()  # article URLs requested in this run
-        spider._skipped = UrlSet()  # article URLs incremental mode left out
+        # Canonical URLs of the articles met, of those requested under some URL, and of
+        # those incremental mode left out (and did not request under another URL): the
+        # run report's counts, by article, as a portal links one under several URLs. A
+        # distributed crawl's Coordinator unites them across its processes.
+        spider.articles_met = UrlSet()
+        spider.articles_fetched = UrlSet()
+        spider.articles_skipped = UrlSet()
         # Lazy sitemap feeding (module docstring) unless the frontier is shared in Redis.
         spider.lazy_sitemaps = s.getbool(
             "NEWSARCHIVE_LAZY_SITEMAPS", not str(s.get("SCHEDULER") or "").startswith("crawler.distributed")
@@ -289,20 +294,23 @@ class PortalSpider(scrapy.Spider):
         if not self.profile.is_article_url(request.url):
             return request
         stats = self.crawler.stats
-        self._discovered.add(self.profile.canonicalize_url(request.url))
-        stats.set_value("newsarchive/discovery/article_urls", len(self._discovered))
+        canonical = self.profile.canonicalize_url(request.url)
+        self.articles_met.add(canonical)
+        stats.set_value("newsarchive/discovery/article_urls", len(self.articles_met))
         if request.url in self._requested:
             return None  # the scheduler's duplicate filter would drop it anyway
         decision = self.policy.decide(request.url, lastmod)
         if not decision.fetch:
             # Skipped for now; a sitemap <lastmod> met later may still fetch it.
-            self._skipped.add(request.url)
-            stats.set_value("newsarchive/incremental/skipped", len(self._skipped))
+            if canonical not in self.articles_fetched:
+                self.articles_skipped.add(canonical)
+                stats.set_value("newsarchive/incremental/skipped", len(self.articles_skipped))
             return None
         self._requested.add(request.url)
-        if request.url in self._skipped:
-            self._skipped.discard(request.url)
-            stats.set_value("newsarchive/incremental/skipped", len(self._skipped))
+        self.articles_fetched.add(canonical)
+        if canonical in self.articles_skipped:
+            self.articles_skipped.discard(canonical)
+            stats.set_value("newsarchive/incremental/skipped", len(self.articles_skipped))
         stats.inc_value(f"newsarchive/incremental/fetch/{decision.reason}")
         meta = {}
         if decision.headers:
