@@ -161,6 +161,7 @@ def test_ls_and_export(s3_runs, tmp_path):
     run_id = lines[1].split()[0]
     one = run_newsarchive(["dataset", "ls", "--store", STORE, "--run", run_id], proxy, extra_env=env)
     assert one.returncode == 0 and len([x for x in one.stdout.splitlines() if " dataset/" in x]) == 52
+    assert one.stdout.splitlines()[1].split() == ["RECORDS", "BYTES", "SHA256", "KEY"]
     out = tmp_path / "all.parquet"
     export = run_newsarchive(["dataset", "export", "--store", STORE, "-o", str(out)], proxy, extra_env=env)
     assert export.returncode == 0, export.stderr

@@ -49,6 +49,7 @@ def cmd_ls(args) -> int:
     if args.run:
         m = manifests[0]
         print(f"run {m['run_id']} ({m['run_status']}, {m['started_at']} → {m['finished_at']})")
+        print(f"{'RECORDS':>7}  {'BYTES':>10}  {'SHA256':<64}  KEY")
         for e in m["objects"]:
             print(f"{e['records']:>7}  {e['size']:>10}  {e['sha256']}  {e['key']}")
         t = m["totals"]
