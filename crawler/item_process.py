@@ -11,11 +11,12 @@ its results are the same. It is the warcprox shape again, as for the WARC writer
 The crawl's side is :class:`pipelines.offload.ItemProcessPipeline`.
 
 Protocol: the crawl process writes frames (:mod:`crawler.frames`) to the child's
-stdin: first the crawl's settings set above Scrapy's defaults (a dict), then ``("item", item)`` for each item,
-then EOF. The child writes to its stdout ``("ready",)`` once its stages are open (the
-state recovered: the crawl's spider may start), ``("ack", n)`` as items finish their
-stages (the crawl's flow control), ``("close", reason)`` when a stage stops the run
-(e.g. ``run_already_published``), and last ``("done", stats, peak_rss_kib)``.
+stdin: first the crawl's settings set above Scrapy's defaults (a dict), then
+``("item", item)`` for each item, then EOF. The child writes to its stdout
+``("ready",)`` once its stages are open (the state recovered: the crawl's spider may
+start), ``("ack", n)`` as items finish their stages (the crawl's flow control),
+``("close", reason)`` when a stage stops the run (e.g. ``run_already_published``),
+and last ``("done", stats, peak_rss_kib)``.
 
 Lifetime: the child ignores SIGINT and SIGTERM (the crawl decides when to stop: EOF on
 stdin; its stages then close as they would in-process, landing the last batch) and is
