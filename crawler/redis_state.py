@@ -271,9 +271,9 @@ class RedisState(State):
             for name, value in (("sitemap_lastmod", sitemap_lastmod), ("etag", etag), ("last_modified", last_modified)):
                 if value:
                     fields[name] = value
-            self.r.hset(pk, mapping=fields)
-            if not sitemap_lastmod:
-                self._take_waiting_lastmod(url, run_id)
+            pipe = self.r.pipeline(transaction=True)
+            pipe.hset(pk, mapping=fields)
+            self._take_waiting_lastmod(pipe, pk, url, run_id, sitemap_lastmod)
             return
         old = self.r.hgetall(pk)
         fields = {"status": status, "etag": etag or "", "last_modified": last_modified or "",
@@ -289,17 +289,20 @@ class RedisState(State):
         if pending:
             pipe.sadd(self.k("pending_pages", self.worker), url)
             pipe.sadd(self.k("pending_workers"), self.worker)
-        pipe.execute()
-        if not sitemap_lastmod:
-            self._take_waiting_lastmod(url, run_id)
+        self._take_waiting_lastmod(pipe, pk, url, run_id, sitemap_lastmod)
 
-    def _take_waiting_lastmod(self, url: str, run_id: str | None) -> None:
-        # After the row's write, as note_lastmod reads the row after its own write: of
-        # a fetch and a sitemap read in two processes at once, one sees the other's.
-        if run_id:
-            lastmod = self.r.hget(self.k("run_lastmod", run_id), url)
-            if lastmod:
-                self.r.hset(self.k("page", url), "sitemap_lastmod", lastmod)
+    def _take_waiting_lastmod(self, pipe, pk: str, url: str, run_id: str | None, known: str | None) -> None:
+        """Run ``pipe`` (the page row's write), reading in the same round trip the
+        lastmod a sitemap left waiting for ``url`` in run ``run_id`` (see
+        :meth:`note_lastmod`), and put it on the row when the fetch did not know one."""
+        # Read after the row's write, as note_lastmod reads the row after its own write:
+        # of a fetch and a sitemap read in two processes at once, one sees the other's.
+        wait = bool(run_id and not known)
+        if wait:
+            pipe.hget(self.k("run_lastmod", run_id), url)
+        results = pipe.execute()
+        if wait and results[-1]:
+            self.r.hset(pk, "sitemap_lastmod", results[-1])
 
     def link_page(self, url: str, article_key: str) -> None:
         art = self._article(article_key)
